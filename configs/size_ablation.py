@@ -1,0 +1,46 @@
+r"""Size ablation: nested subsets of the default corpus at fixed training compute.
+
+Question: how does the amount of unique pretraining text change held-out MLM
+loss and each downstream task? Arms take nested token budgets on a log grid
+(1/64 ... 1 of the default six-domain corpus, same seed so every subset is
+inside the next) and all train the same number of steps, so small arms repeat
+their data (epochs are reported). `fixed_epochs` trains every arm for the same
+number of epochs instead (compute grows with data).
+
+Command:
+  python main.py --config=configs/size_ablation.py --workdir=runs/size
+Variants (comma-separated, big_vision style):
+  :smoke          minutes-long end-to-end run on real data (2 arms, tiny steps)
+  :arm=size_1-16  one arm only (job arrays)
+  :fixed_epochs   equal epochs instead of equal steps
+  :tpu            C4 + BERT-base + bf16 on TPU VMs (see docs/tpu.md)
+Runtime (2-core CPU, data cached): see BUILD_NOTES.md, 'Study runs'.
+Expected: held-out MLM loss falls with data size (a power law with an
+irreducible term); downstream scores rise more slowly and differ by task.
+"""
+
+import ml_collections
+
+from configs import common
+
+FRACTIONS = ((1, 64), (1, 16), (1, 4), (1, 1))
+FIXED_EPOCHS = 4
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False)
+  c = common.base_config()
+  c.name = 'size_ablation'
+  c.equal_budget = False  # arms differ in data size by design
+  fractions = FRACTIONS[::2] if a.smoke else FRACTIONS
+  c.arms = [ml_collections.ConfigDict(dict(
+      name=f'size_{num}-{den}',
+      data=common.data_recipe(budget_fraction=num / den),
+      epochs=FIXED_EPOCHS if a.fixed_epochs else 0,
+  )) for num, den in fractions]
+  c.arm = a.arm
+  if a.smoke:
+    common.smoke(c)
+  if a.tpu:
+    common.tpu(c)
+  return c

@@ -1,0 +1,31 @@
+"""Fine-tunes and evaluates pretrained checkpoints on downstream tasks.
+
+  python finetune.py --config=configs/finetune.py \
+      --config.checkpoint=runs/size --workdir=runs/size
+
+Reads checkpoints only (safe beside a running pretraining job); re-running the
+same command skips results already written.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from lm_data.finetune import run
+
+FLAGS = flags.FLAGS
+_WORKDIR = flags.DEFINE_string('workdir', None,
+                               'Results go to WORKDIR/arms/<arm>/eval/.')
+config_flags.DEFINE_config_file('config', None, 'Fine-tuning config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  run.evaluate(FLAGS.config, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

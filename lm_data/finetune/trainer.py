@@ -1,0 +1,247 @@
+"""Fine-tuning loop: jitted AdamW steps, per-epoch dev evaluation, best-epoch selection.
+
+One `FineTuner` per (task, model config, recipe) compiles its train and predict
+steps once; every seed and every init (pretrained / random) reuses them.
+"""
+
+from collections.abc import Iterator
+import dataclasses
+import functools
+import math
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from lm_data.finetune import encoding
+from lm_data.finetune import metrics
+from lm_data.finetune.tasks import base
+from lm_data import models
+from lm_data.train import optimizer as optimizer_lib
+
+FEATURES = ('input_ids', 'type_ids', 'position_ids', 'segment_ids')
+WARMUP_FRACTION = 0.1
+WEIGHT_DECAY = 0.01
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-6
+CLIP_NORM = 1.0
+EVAL_BATCH_SIZE = 256
+# Longest answer (in sub-tokens) a QA prediction may span.
+MAX_ANSWER_TOKENS = 30
+# Logit given to positions a QA span may not start or end at.
+MASKED_LOGIT = -1e9
+# Folded into the seed so the init, dropout and shuffle streams are independent.
+INIT_STREAM, DROPOUT_STREAM, SHUFFLE_STREAM = 0, 1, 2
+
+Params = Any
+
+
+def make_model(kind: str, config: models.BertConfig, num_labels: int) -> nn.Module:
+  """The task model of `kind`; its encoder submodule is named 'encoder'."""
+  if kind in ('classification', 'pair_classification'):
+    return models.BertForSequenceClassification(config, num_labels)
+  if kind == 'regression':
+    return models.BertForSequenceClassification(config, 1)
+  if kind == 'token_classification':
+    return models.BertForTokenClassification(config, num_labels)
+  if kind == 'qa':
+    return models.BertForQuestionAnswering(config)
+  raise ValueError(f'unknown task kind {kind!r}; known: {", ".join(base.KINDS)}')
+
+
+def _span_logits(logits: jax.Array, features: dict) -> jax.Array:
+  """QA logits with every position outside the context masked out."""
+  context = (features['type_ids'] == 1) & (features['segment_ids'] > 0)
+  return jnp.where(context, logits.astype(jnp.float32), MASKED_LOGIT)
+
+
+def loss_fn(kind: str, outputs, targets: dict, features: dict) -> jax.Array:
+  """Mean loss of a batch: softmax CE, MSE, weighted token CE or start/end CE."""
+  if kind == 'regression':
+    return jnp.mean((outputs[..., 0].astype(jnp.float32) - targets['labels'])**2)
+  if kind == 'token_classification':
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        outputs.astype(jnp.float32), targets['labels'])
+    weights = targets['label_weights']
+    return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  if kind == 'qa':
+    start, end = outputs
+    return 0.5 * (
+        optax.softmax_cross_entropy_with_integer_labels(
+            _span_logits(start, features), targets['start_positions']).mean()
+        + optax.softmax_cross_entropy_with_integer_labels(
+            _span_logits(end, features), targets['end_positions']).mean())
+  return optax.softmax_cross_entropy_with_integer_labels(
+      outputs.astype(jnp.float32), targets['labels']).mean()
+
+
+def best_spans(start_logits: np.ndarray, end_logits: np.ndarray,
+               features: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Highest-scoring start <= end <= start + MAX_ANSWER_TOKENS - 1 in the context."""
+  context = (features['type_ids'] == 1) & (features['segment_ids'] > 0)
+  starts, ends = [], []
+  length = start_logits.shape[1]
+  offsets = np.arange(length)
+  allowed = ((offsets[None, :] >= offsets[:, None])
+             & (offsets[None, :] - offsets[:, None] < MAX_ANSWER_TOKENS))
+  for s, e, c in zip(start_logits, end_logits, context):
+    scores = np.where(allowed & c[:, None] & c[None, :], s[:, None] + e[None, :],
+                      -np.inf)
+    i, j = np.unravel_index(np.argmax(scores), scores.shape)
+    starts.append(i)
+    ends.append(j)
+  return np.array(starts), np.array(ends)
+
+
+def predictions(kind: str, outputs, features: dict):
+  """Host predictions from model outputs (numpy)."""
+  if kind == 'regression':
+    return np.asarray(outputs)[..., 0]
+  if kind == 'qa':
+    return best_spans(np.asarray(outputs[0]), np.asarray(outputs[1]), features)
+  return np.asarray(outputs).argmax(-1)
+
+
+def score(kind: str, num_labels: int, preds, targets: dict) -> dict[str, float]:
+  """The metric dict of a task kind."""
+  if kind == 'regression':
+    return metrics.regression_metrics(targets['labels'], preds)
+  if kind == 'token_classification':
+    return metrics.token_metrics(targets['labels'], preds,
+                                 targets['label_weights'], num_labels)
+  if kind == 'qa':
+    return metrics.span_scores(targets['start_positions'],
+                               targets['end_positions'], *preds)
+  return metrics.classification_metrics(targets['labels'], preds, num_labels)
+
+
+@dataclasses.dataclass
+class FitResult:
+  params: Params            # host copy of the selected (best dev) epoch's params
+  best_epoch: int           # 1-based
+  dev_history: list[float]  # dev main metric after each epoch
+
+
+def _rows(data: encoding.Encoded, index: np.ndarray) -> tuple[dict, dict]:
+  return ({k: data.features[k][index] for k in FEATURES},
+          {k: v[index] for k, v in data.targets.items()})
+
+
+class FineTuner:
+  """Compiled steps for one task model and recipe.
+
+  Attributes:
+    steps_per_epoch, num_train_steps: from the train size and batch size
+      (the last partial batch of each epoch is dropped).
+  """
+
+  def __init__(self, kind: str, model_config: models.BertConfig, num_labels: int,
+               recipe: base.Recipe, num_train: int):
+    if num_train < 1:
+      raise ValueError('fine-tuning needs at least one training example')
+    self.kind, self.num_labels, self.recipe = kind, num_labels, recipe
+    self.model = make_model(kind, model_config, num_labels)
+    self.batch_size = min(recipe.batch_size, num_train)
+    self.steps_per_epoch = num_train // self.batch_size
+    self.num_train_steps = self.steps_per_epoch * recipe.epochs
+    self.optimizer = optimizer_lib.make_optimizer(ml_collections.ConfigDict(dict(
+        learning_rate=recipe.learning_rate,
+        warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
+        num_train_steps=self.num_train_steps, schedule='linear',
+        weight_decay=WEIGHT_DECAY, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS,
+        clip_norm=CLIP_NORM)))
+    self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0, 1))
+    self._predict = jax.jit(self._predict_impl)
+
+  def init_params(self, seed: int, encoder_params: Params | None = None) -> Params:
+    """Randomly initialised model; the encoder replaced by `encoder_params` if given.
+
+    The head's init depends only on `seed`, so a pretrained and a random-init
+    run of one seed start from the same head.
+    """
+    dummy = np.zeros((1, self.recipe.max_len), np.int32)
+    params = self.model.init(
+        jax.random.fold_in(jax.random.PRNGKey(seed), INIT_STREAM),
+        dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
+    params = jax.device_get(params)
+    if encoder_params is not None:
+      expected = jax.tree.map(np.shape, params['encoder'])
+      given = jax.tree.map(np.shape, encoder_params)
+      if expected != given:
+        raise ValueError(
+            'pretrained encoder params do not fit the task model built from its '
+            f'config: expected shapes {expected}, got {given}')
+      params = {**params, 'encoder': encoder_params}
+    return params
+
+  def _train_step_impl(self, params, opt_state, features, targets, rng):
+    def loss_of(p):
+      outputs = self.model.apply({'params': p}, *(features[k] for k in FEATURES),
+                                 deterministic=False, rngs={'dropout': rng})
+      return loss_fn(self.kind, outputs, targets, features)
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = self.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  def _predict_impl(self, params, features):
+    return self.model.apply({'params': params}, *(features[k] for k in FEATURES),
+                            deterministic=True)
+
+  def _batches(self, num: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng([seed, SHUFFLE_STREAM, epoch])
+    order = rng.permutation(num)
+    for step in range(self.steps_per_epoch):
+      yield order[step * self.batch_size:(step + 1) * self.batch_size]
+
+  def predict(self, params: Params, data: encoding.Encoded):
+    """Host predictions for every row of `data`, in fixed-size padded batches."""
+    n = len(data)
+    outputs = []
+    for start in range(0, n, EVAL_BATCH_SIZE):
+      index = np.arange(start, start + EVAL_BATCH_SIZE) % n   # pad by wrapping
+      out = self._predict(params, _rows(data, index)[0])
+      outputs.append(jax.tree.map(
+          lambda x: np.asarray(x)[:min(EVAL_BATCH_SIZE, n - start)], out))
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+    return predictions(self.kind, merged, data.features)
+
+  def evaluate(self, params: Params, data: encoding.Encoded) -> dict[str, float]:
+    if len(data) == 0:
+      raise ValueError('cannot evaluate on an empty split')
+    return score(self.kind, self.num_labels, self.predict(params, data),
+                 data.targets)
+
+  def fit(self, params: Params, train: encoding.Encoded, dev: encoding.Encoded,
+          *, seed: int, main_metric: str, patience: int) -> FitResult:
+    """Trains for recipe.epochs, keeping the epoch with the best dev main metric.
+
+    Stops early after `patience` epochs without improvement (0 disables).
+    All main metrics are higher-is-better.
+    """
+    opt_state = self.optimizer.init(params)
+    dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), DROPOUT_STREAM)
+    best, best_params, best_epoch, history = -math.inf, params, 0, []
+    step = 0
+    for epoch in range(1, self.recipe.epochs + 1):
+      for index in self._batches(len(train), seed, epoch):
+        features, targets = _rows(train, index)
+        params, opt_state, loss = self._train_step(
+            params, opt_state, features, targets,
+            jax.random.fold_in(dropout_key, step))
+        step += 1
+      if not np.isfinite(float(loss)):
+        raise FloatingPointError(f'fine-tuning loss is {float(loss)} at epoch {epoch}, '
+                                 f'step {step}; lower the learning rate')
+      value = self.evaluate(params, dev)[main_metric]
+      history.append(value)
+      logging.info('epoch %d: loss %.4f, dev %s %.4f', epoch, float(loss),
+                   main_metric, value)
+      if value > best:
+        best, best_params, best_epoch = value, jax.device_get(params), epoch
+      elif patience and epoch - best_epoch >= patience:
+        break
+    return FitResult(best_params, best_epoch, history)

@@ -1,0 +1,235 @@
+"""Functional BERT: embeddings, post-LN encoder and the tied MLM head (Flax).
+
+Each layer follows the study's equations (BERT's post-LN Transformer):
+  H̃ = LN(H + Attn(H) W_O)
+  H = LN(H̃ + f(H̃ W₁) W₂)
+with f = exact (erf) GELU as in BERT, or ReLU. Dropout sits where BERT puts it:
+after the embedding LayerNorm, on the attention probabilities, after W_O and
+after W₂. Params are `param_dtype`; matmuls take `dtype` inputs and accumulate
+in float32; softmax, LayerNorm statistics and logits are float32.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm_data.models import attention as attention_lib
+
+ACTIVATIONS = ('gelu', 'relu')
+ATTENTION_KINDS = ('dense', 'blocked')
+_COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Model hyper-parameters; `dtype` is the compute dtype (f32 or bf16)."""
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  intermediate_size: int
+  max_len: int = 512
+  type_vocab_size: int = 2
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  activation: str = 'gelu'
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  attention: str = 'dense'
+  attention_block_size: int = 64
+  layer_norm_eps: float = 1e-12
+  initializer_range: float = 0.02
+
+  def __post_init__(self):
+    # Accept dtype names ('bfloat16') from JSON configs; store jnp dtypes.
+    object.__setattr__(self, 'dtype', jnp.dtype(self.dtype))
+    object.__setattr__(self, 'param_dtype', jnp.dtype(self.param_dtype))
+    if self.dtype not in _COMPUTE_DTYPES:
+      raise ValueError(f'unsupported compute dtype {self.dtype}; use float32 '
+                       'or bfloat16.')
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f'unknown activation {self.activation!r}; known: '
+                       f'{", ".join(ACTIVATIONS)}.')
+    if self.attention not in ATTENTION_KINDS:
+      raise ValueError(f'unknown attention {self.attention!r}; known: '
+                       f'{", ".join(ATTENTION_KINDS)}.')
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f'hidden_size {self.hidden_size} is not divisible by '
+                       f'num_heads {self.num_heads}.')
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+
+def _kernel_init(config: BertConfig) -> nn.initializers.Initializer:
+  return nn.initializers.truncated_normal(config.initializer_range)
+
+
+def _activation(name: str, x: jax.Array) -> jax.Array:
+  if name == 'gelu':
+    return jax.nn.gelu(x, approximate=False)  # BERT's erf form.
+  return jax.nn.relu(x)
+
+
+class Linear(nn.Module):
+  """`einsum(equation, x, kernel) + bias`: `dtype` inputs, float32 output.
+
+  One einsum per projection lets every layout be chosen to avoid transposes.
+  """
+  config: BertConfig
+  equation: str
+  kernel_shape: tuple[int, ...]
+  bias_shape: tuple[int, ...]
+  # Shape the bias broadcasts as, when its axes are not the trailing ones.
+  bias_broadcast_shape: tuple[int, ...] | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.config
+    kernel = self.param('kernel', _kernel_init(cfg), self.kernel_shape,
+                        cfg.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, self.bias_shape,
+                      cfg.param_dtype)
+    y = jnp.einsum(self.equation, x.astype(cfg.dtype), kernel.astype(cfg.dtype),
+                   preferred_element_type=jnp.float32)
+    if self.bias_broadcast_shape is not None:
+      bias = bias.reshape(self.bias_broadcast_shape)
+    return y + bias.astype(jnp.float32)
+
+
+def layer_norm(config: BertConfig, name: str) -> nn.LayerNorm:
+  """LayerNorm with float32 statistics and `dtype` output."""
+  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=config.dtype,
+                      param_dtype=config.param_dtype, name=name)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention: fused QKV projection, attention, W_O."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, h: jax.Array, segment_ids: jax.Array,
+               mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
+    cfg = self.config
+    heads, head_dim = cfg.num_heads, cfg.head_dim
+    # [B,S,H] x [3,H,N,D] -> [3,B,S,N,D]: one matmul, q/k/v slice the leading
+    # axis.
+    qkv = Linear(cfg, 'bsh,chnd->cbsnd', (3, cfg.hidden_size, heads, head_dim),
+                 (3, heads, head_dim), (3, 1, 1, heads, head_dim),
+                 name='qkv')(h)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    use_dropout = not deterministic and cfg.attention_dropout_rate > 0.0
+    dropout_rng = self.make_rng('dropout') if use_dropout else None
+    if cfg.attention == 'dense':
+      ctx = attention_lib.dot_product_attention(
+          q, k, v, segment_ids, segment_ids, dtype=cfg.dtype, mask=mask,
+          dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng)
+    else:
+      ctx = attention_lib.blocked_attention(
+          q, k, v, segment_ids, segment_ids, dtype=cfg.dtype,
+          block_size=cfg.attention_block_size,
+          dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng)
+    return Linear(cfg, 'bsnd,ndh->bsh', (heads, head_dim, cfg.hidden_size),
+                  (cfg.hidden_size,), name='out')(ctx)
+
+
+class EncoderLayer(nn.Module):
+  """One post-LN Transformer layer (the study's two equations)."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, h: jax.Array, segment_ids: jax.Array,
+               mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
+    cfg = self.config
+    dropout = nn.Dropout(cfg.dropout_rate, deterministic=deterministic)
+    attn = SelfAttention(cfg, name='attention')(
+        h, segment_ids, mask, deterministic=deterministic)
+    # Residual sums in float32; the LayerNorm casts back to `dtype`.
+    h = layer_norm(cfg, 'attention_ln')(h.astype(jnp.float32) + dropout(attn))
+    x = Linear(cfg, 'bsh,hf->bsf', (cfg.hidden_size, cfg.intermediate_size),
+               (cfg.intermediate_size,), name='mlp_in')(h)
+    x = _activation(cfg.activation, x)
+    x = Linear(cfg, 'bsf,fh->bsh', (cfg.intermediate_size, cfg.hidden_size),
+               (cfg.hidden_size,), name='mlp_out')(x)
+    return layer_norm(cfg, 'output_ln')(h.astype(jnp.float32) + dropout(x))
+
+
+class BertEncoder(nn.Module):
+  """Token + position + type embeddings -> LN -> dropout -> N layers."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids: jax.Array, type_ids: jax.Array,
+               position_ids: jax.Array, segment_ids: jax.Array, *,
+               deterministic: bool) -> jax.Array:
+    """Returns hidden states [B, S, H] in `config.dtype`.
+
+    Args:
+      input_ids: int32 [B, S] token ids.
+      type_ids: int32 [B, S] sentence A/B ids.
+      position_ids: int32 [B, S], restarting at 0 for each packed document.
+      segment_ids: int32 [B, S]; 0 = padding; attention stays within a segment.
+      deterministic: disables dropout (evaluation).
+    """
+    cfg = self.config
+    if input_ids.shape[-1] > cfg.max_len:
+      raise ValueError(f'sequence length {input_ids.shape[-1]} exceeds '
+                       f'max_len {cfg.max_len}; raise BertConfig.max_len.')
+    embed_init = _kernel_init(cfg)
+    embed = lambda n, name: nn.Embed(n, cfg.hidden_size, embedding_init=embed_init,
+                                     param_dtype=cfg.param_dtype, name=name)
+    x = (embed(cfg.vocab_size, 'token_embed')(input_ids)
+         + embed(cfg.max_len, 'position_embed')(position_ids)
+         + embed(cfg.type_vocab_size, 'type_embed')(type_ids))
+    h = layer_norm(cfg, 'embed_ln')(x.astype(jnp.float32))
+    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    # Dense attention: one mask per forward, shared by every layer.
+    mask = (attention_lib.mask_from_segments(segment_ids, segment_ids)
+            if cfg.attention == 'dense' else None)
+    for i in range(cfg.num_layers):
+      h = EncoderLayer(cfg, name=f'layer_{i}')(
+          h, segment_ids, mask, deterministic=deterministic)
+    return h
+
+
+class MLMHead(nn.Module):
+  """Dense + activation + LN, then the decoder tied to the token embedding."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, embedding: jax.Array) -> jax.Array:
+    """x: [B, P, H] hidden states at masked positions; embedding: [V, H]."""
+    cfg = self.config
+    x = Linear(cfg, 'bph,hk->bpk', (cfg.hidden_size, cfg.hidden_size),
+               (cfg.hidden_size,), name='transform')(x)
+    x = _activation(cfg.activation, x)
+    x = layer_norm(cfg, 'transform_ln')(x)
+    bias = self.param('output_bias', nn.initializers.zeros, (cfg.vocab_size,),
+                      cfg.param_dtype)
+    logits = jnp.einsum('bph,vh->bpv', x.astype(cfg.dtype),
+                        embedding.astype(cfg.dtype),
+                        preferred_element_type=jnp.float32)
+    return logits + bias.astype(jnp.float32)
+
+
+class BertForMLM(nn.Module):
+  """Encoder + MLM head, projecting to the vocabulary only at mlm_positions."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids: jax.Array, type_ids: jax.Array,
+               position_ids: jax.Array, segment_ids: jax.Array,
+               mlm_positions: jax.Array, *, deterministic: bool) -> jax.Array:
+    """Returns float32 logits [B, P, V] at `mlm_positions` (int32 [B, P])."""
+    encoder = BertEncoder(self.config, name='encoder')
+    h = encoder(input_ids, type_ids, position_ids, segment_ids,
+                deterministic=deterministic)
+    # Gather first (as google-research/bert): the [H, V] projection then costs
+    # P rather than S rows per example.
+    h = jnp.take_along_axis(h, mlm_positions[..., None], axis=1)
+    embedding = encoder.variables['params']['token_embed']['embedding']
+    return MLMHead(self.config, name='mlm_head')(h, embedding)

@@ -1,0 +1,614 @@
+"""Statistics for the study report: scaling fit, task sensitivities, correlations.
+
+Pure numpy. Every effect comes with a 95% interval and a `significant` flag
+(the interval excludes 0); `report.py` turns these into sentences.
+
+Inputs are the per-arm dicts `report.write_report` receives: `arm`, `recipe`,
+`unique_tokens`, `epochs`, `heldout[domain]['loss']`, and
+`tasks[task] = {'main_metric', 'domain', 'scores', 'mean', ...}`.
+
+Methods (also stated in the report):
+* Power law L(D) = E + B * D^-beta: for a fixed beta the model is linear in
+  (E, B), so beta is profiled: a log grid, then a finer grid around the best
+  value; E is constrained to be >= 0 (an irreducible loss). Intervals come
+  from a residual bootstrap (residuals inflated by sqrt(n / (n - 3))): with
+  4-6 arms, resampling arms would often leave fewer than 3 distinct sizes.
+* Size slope: least squares of per-seed scores on log10(unique tokens), with
+  a t interval. Seeds vary only fine-tuning (one pretraining run per arm), so
+  pretraining variance enters only through the lack of fit.
+* Domain and quality effects: differences of seed means with Welch intervals.
+* Correlations: Pearson and Spearman over arms, percentile bootstrap over arms.
+"""
+
+from collections.abc import Sequence
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from lm_data.finetune import metrics
+
+CI_LEVEL = metrics.CI_LEVEL
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
+POWER_LAW_PARAMS = 3            # E, B, beta
+MIN_CORRELATION_ARMS = 3
+BETA_BOUNDS = (1e-3, 3.0)       # scaling exponents outside this are not plausible
+BETA_COARSE_POINTS = 200
+BETA_FINE_POINTS = 50
+BETA_REFINEMENTS = 2            # finer grids around the best beta
+BAND_POINTS = 50
+T_CDF_INTERVALS = 2000          # Simpson intervals for the Student-t CDF
+T_BISECTIONS = 60
+# Subword tokens per English word (BERT-style vocabularies), to place our
+# budgets on the word axis papers use.
+TOKENS_PER_WORD = 1.3
+MINIBERTAS_SATURATION_WORDS = (1e7, 1e8)
+MUENNIGHOFF_MAX_REPEATS = 4.0
+SIZE_KEYS = ('budget_fraction', 'token_budget')
+QUALITY_KEYS = ('quality', 'degrade', 'extra_sources')
+LOWER_IS_BETTER = frozenset({'mse', 'loss'})
+
+
+# ---------------------------------------------------------------- t intervals
+
+@functools.lru_cache(maxsize=None)
+def _t_cdf(x: float, df: float) -> float:
+  """P(T <= x) for x >= 0, by Simpson's rule on the density."""
+  t = np.linspace(0.0, x, T_CDF_INTERVALS + 1)
+  log_norm = (math.lgamma((df + 1) / 2) - math.lgamma(df / 2)
+              - 0.5 * math.log(df * math.pi))
+  pdf = np.exp(log_norm - (df + 1) / 2 * np.log1p(t * t / df))
+  simpson = pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum()
+  return 0.5 + float(simpson) * x / T_CDF_INTERVALS / 3
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(p: float, df: float) -> float:
+  """Quantile of Student's t with `df` degrees of freedom (p >= 0.5)."""
+  if not 0.5 <= p < 1 or df <= 0:
+    raise ValueError(f't_quantile needs 0.5 <= p < 1 and df > 0, got {p}, {df}')
+  high = 1.0
+  while _t_cdf(high, df) < p:
+    high *= 2
+  low = 0.0
+  for _ in range(T_BISECTIONS):
+    mid = (low + high) / 2
+    low, high = (mid, high) if _t_cdf(mid, df) < p else (low, mid)
+  return (low + high) / 2
+
+
+def _effect(estimate: float, se: float | None, df: float | None,
+            **extra) -> dict[str, Any]:
+  """An estimate with its t interval and whether the interval excludes 0."""
+  if se == 0:
+    ci = [float(estimate), float(estimate)]   # identical scores: no spread
+  elif se is None or df is None or not df > 0:
+    ci = None
+  else:
+    half = t_quantile(1 - (1 - CI_LEVEL) / 2, df) * se
+    ci = [float(estimate - half), float(estimate + half)]
+  significant = None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
+  return dict(estimate=float(estimate), ci95=ci, significant=significant,
+              se=se, df=df, **extra)
+
+
+def regression_slope(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+  """OLS slope of y on x with a t interval (df = n - 2)."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if x.size < 2 or np.ptp(x) == 0:
+    raise ValueError('a slope needs at least two distinct x values')
+  xc = x - x.mean()
+  slope = float(xc @ (y - y.mean()) / (xc @ xc))
+  intercept = float(y.mean() - slope * x.mean())
+  df = x.size - 2
+  se = None
+  if df > 0:
+    residuals = y - intercept - slope * x
+    se = float(np.sqrt(residuals @ residuals / df / (xc @ xc)))
+  return _effect(slope, se, df if df > 0 else None, intercept=intercept,
+                 n=int(x.size))
+
+
+def contrast(groups: Sequence[Sequence[float]],
+             coefficients: Sequence[float]) -> dict[str, Any]:
+  """sum_j c_j * mean(group_j), with a Welch-Satterthwaite t interval."""
+  groups = [np.asarray(g, np.float64) for g in groups]
+  if any(g.size == 0 for g in groups):
+    raise ValueError('every group of a contrast needs at least one score')
+  estimate = sum(c * g.mean() for c, g in zip(coefficients, groups))
+  if any(g.size < 2 for g in groups):
+    return _effect(estimate, None, None)    # no within-group variance
+  terms = np.array([c * c * g.var(ddof=1) / g.size
+                    for c, g in zip(coefficients, groups)])
+  variance = terms.sum()
+  if variance == 0:
+    return _effect(estimate, 0.0, None)
+  df = variance**2 / sum(t * t / (g.size - 1) for t, g in zip(terms, groups))
+  return _effect(estimate, float(np.sqrt(variance)), float(df))
+
+
+# ----------------------------------------------------------------- power law
+
+def power_law(tokens: np.ndarray, e: float, b: float, beta: float) -> np.ndarray:
+  return e + b * np.asarray(tokens, np.float64)**(-beta)
+
+
+def _profile(x: np.ndarray, y: np.ndarray, betas: np.ndarray):
+  """Best (E >= 0, B) for each beta; returns (E, B, rss) arrays over betas."""
+  f = x[None, :]**(-betas[:, None])                       # [G, n]
+  n = x.size
+  sf, sff = f.sum(1), (f * f).sum(1)
+  sy, sfy = y.sum(), f @ y
+  det = n * sff - sf * sf
+  with np.errstate(divide='ignore', invalid='ignore'):
+    e = (sff * sy - sf * sfy) / det
+    b = (n * sfy - sf * sy) / det
+  clamp = ~(e >= 0)                                       # also catches det = 0
+  e = np.where(clamp, 0.0, e)
+  b = np.where(clamp, sfy / sff, b)
+  residuals = y[None, :] - e[:, None] - b[:, None] * f
+  return e, b, (residuals * residuals).sum(1)
+
+
+def fit_power_law(tokens: Sequence[float], loss: Sequence[float]) -> dict[str, Any]:
+  """Least-squares L(D) = E + B * D^-beta (E >= 0, beta in BETA_BOUNDS)."""
+  tokens = np.asarray(tokens, np.float64)
+  y = np.asarray(loss, np.float64)
+  if tokens.size < POWER_LAW_PARAMS or np.unique(tokens).size < POWER_LAW_PARAMS:
+    raise ValueError(f'a power law needs >= {POWER_LAW_PARAMS} distinct sizes')
+  # Scale D so that x^-beta stays well conditioned for every beta.
+  reference = float(np.exp(np.log(tokens).mean()))
+  x = tokens / reference
+  betas = np.geomspace(*BETA_BOUNDS, BETA_COARSE_POINTS)
+  for _ in range(BETA_REFINEMENTS + 1):
+    e, b, rss = _profile(x, y, betas)
+    i = int(np.argmin(rss))
+    previous = betas
+    betas = np.geomspace(betas[max(i - 1, 0)], betas[min(i + 1, betas.size - 1)],
+                         BETA_FINE_POINTS)
+  beta = float(previous[i])
+  at_bound = bool(np.isclose(beta, BETA_BOUNDS, rtol=1e-6).any())
+  return {'E': float(e[i]), 'B': float(b[i] * reference**beta), 'beta': beta,
+          'rss': float(rss[i]), 'n': int(tokens.size), 'beta_at_bound': at_bound}
+
+
+def _percentile_ci(samples: np.ndarray) -> list[float] | None:
+  samples = samples[np.isfinite(samples)]
+  if samples.size == 0:
+    return None
+  tail = (1 - CI_LEVEL) / 2 * 100
+  return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
+
+
+def loss_scaling(tokens: Sequence[float], loss: Sequence[float], *,
+                 samples: int = BOOTSTRAP_SAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+  """Power-law fit with residual-bootstrap CIs for E, B, beta and a band."""
+  tokens = np.asarray(tokens, np.float64)
+  loss = np.asarray(loss, np.float64)
+  if np.unique(tokens).size < POWER_LAW_PARAMS:
+    return {'status': 'too few arms to fit',
+            'note': f'{np.unique(tokens).size} distinct sizes; the power law '
+                    f'has {POWER_LAW_PARAMS} parameters'}
+  fit = fit_power_law(tokens, loss)
+  grid = np.geomspace(tokens.min(), tokens.max(), BAND_POINTS)
+  out = {'status': 'fitted', 'fit': fit, 'ci95': None, 'band': None,
+         'significant_decrease': None,
+         'points': {'tokens': tokens.tolist(), 'loss': loss.tolist()}}
+  dof = tokens.size - POWER_LAW_PARAMS
+  if dof == 0:
+    out['note'] = ('as many parameters as arms: the curve passes through every '
+                   'point, no CI')
+    out['band'] = {'tokens': grid.tolist(),
+                   'fit': power_law(grid, fit['E'], fit['B'], fit['beta']).tolist()}
+    return out
+  predicted = power_law(tokens, fit['E'], fit['B'], fit['beta'])
+  residuals = (loss - predicted) * np.sqrt(tokens.size / dof)
+  rng = np.random.default_rng(seed)
+  params = np.empty((samples, POWER_LAW_PARAMS))
+  curves = np.empty((samples, grid.size))
+  for s in range(samples):
+    y = predicted + rng.choice(residuals, tokens.size, replace=True)
+    refit = fit_power_law(tokens, y)
+    params[s] = refit['E'], refit['B'], refit['beta']
+    curves[s] = power_law(grid, *params[s])
+  tail = (1 - CI_LEVEL) / 2 * 100
+  low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
+  out['ci95'] = {name: _percentile_ci(params[:, k])
+                 for k, name in enumerate(('E', 'B', 'beta'))}
+  out['band'] = {'tokens': grid.tolist(),
+                 'fit': power_law(grid, fit['E'], fit['B'], fit['beta']).tolist(),
+                 'low': low.tolist(), 'high': high.tolist()}
+  # Loss falls with data when the band at the largest size lies wholly below
+  # the band at the smallest.
+  out['significant_decrease'] = bool(high[-1] < low[0])
+  return out
+
+
+# --------------------------------------------------------------- correlation
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+  """Pearson correlation; None when either side is constant."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if np.ptp(x) == 0 or np.ptp(y) == 0:
+    return None
+  return metrics.pearson(x, y)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+  """Spearman rank correlation (ties get average ranks); None when constant."""
+  return pearson(metrics.rankdata(np.asarray(x)), metrics.rankdata(np.asarray(y)))
+
+
+def correlation(x: Sequence[float], y: Sequence[float], *,
+                samples: int = BOOTSTRAP_SAMPLES,
+                seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+  """Pearson and Spearman with percentile-bootstrap CIs over the points."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if x.size < MIN_CORRELATION_ARMS:
+    return {'status': f'too few arms ({x.size} < {MIN_CORRELATION_ARMS})',
+            'n': int(x.size)}
+  rng = np.random.default_rng(seed)
+  index = rng.integers(0, x.size, (samples, x.size))
+  out = {'status': 'computed', 'n': int(x.size)}
+  for name, fn in (('pearson', pearson), ('spearman', spearman)):
+    boot = np.array([np.nan if (r := fn(x[i], y[i])) is None else r for i in index])
+    estimate = fn(x, y)
+    ci = _percentile_ci(boot) if estimate is not None else None
+    out[name] = {'estimate': estimate, 'ci95': ci,
+                 'significant': None if ci is None else bool(ci[0] > 0 or ci[1] < 0),
+                 'degenerate_resamples': int(np.isnan(boot).sum())}
+  return out
+
+
+# ------------------------------------------------------------------ the arms
+
+def higher_is_better(metric: str) -> bool:
+  return metric not in LOWER_IS_BETTER
+
+
+def finite(value: float | None) -> bool:
+  return value is not None and math.isfinite(value)
+
+
+def task_scores(result: dict) -> np.ndarray:
+  """Per-seed scores of one arm on one task (the mean alone if no seeds)."""
+  scores = [s for s in result.get('scores') or () if finite(s)]
+  if not scores and finite(result.get('mean')):
+    scores = [result['mean']]
+  return np.asarray(scores, np.float64)
+
+
+def _oriented(effect: dict, metric: str) -> dict:
+  """Adds `improves`: True/False when significant, None otherwise."""
+  better = effect['estimate'] > 0 if higher_is_better(metric) else effect['estimate'] < 0
+  return effect | {'improves': better if effect['significant'] else None,
+                   'main_metric': metric}
+
+
+def _compare(results: Sequence[dict], coefficients: Sequence[float],
+             metric: str) -> dict | None:
+  """Oriented contrast of task results; None when one of them has no score."""
+  groups = [task_scores(r) for r in results]
+  if any(g.size == 0 for g in groups):
+    return None
+  return _oriented(contrast(groups, coefficients), metric)
+
+
+def manipulates_quality(recipe: dict) -> bool:
+  """Filtering, degradation or extra (low-quality) sources in the recipe."""
+  degrade = recipe.get('degrade') or {}
+  return bool(recipe.get('quality') or recipe.get('extra_sources')
+              or any(rate for rate in degrade.values()))
+
+
+def _recipe_key(recipe: dict, drop: Sequence[str]) -> str:
+  return repr(sorted((k, repr(v)) for k, v in recipe.items() if k not in drop))
+
+
+def size_group(arms: Sequence[dict]) -> list[int]:
+  """Indices of the largest set of arms that differ only in their budget."""
+  groups: dict[str, list[int]] = {}
+  for i, arm in enumerate(arms):
+    if arm.get('unique_tokens', 0) > 0:
+      groups.setdefault(_recipe_key(arm['recipe'], SIZE_KEYS), []).append(i)
+  sized = [g for g in groups.values()
+           if len({arms[i]['unique_tokens'] for i in g}) > 1]
+  return max(sized, key=len) if sized else []
+
+
+def varied_factors(arms: Sequence[dict]) -> dict[str, bool]:
+  """Which of size, domain and quality the arms vary (decides the analyses)."""
+  budgets = {tuple(repr(a['recipe'].get(k)) for k in SIZE_KEYS) for a in arms}
+  domains = {tuple(sorted(a['recipe'].get('domains') or ())) for a in arms}
+  return {'size': len(budgets) > 1 and bool(size_group(arms)),
+          'domain': len(domains) > 1,
+          'quality': any(manipulates_quality(a['recipe']) for a in arms)}
+
+
+def task_names(arms: Sequence[dict]) -> list[str]:
+  """Tasks in first-seen order over the arms."""
+  return list(dict.fromkeys(t for arm in arms for t in arm.get('tasks') or {}))
+
+
+def task_meta(arms: Sequence[dict], task: str) -> dict:
+  """The first arm's result for `task` (its main_metric and domain)."""
+  for arm in arms:
+    if task in (arm.get('tasks') or {}):
+      return arm['tasks'][task]
+  raise KeyError(task)
+
+
+def size_sensitivity(arms: Sequence[dict], group: Sequence[int]) -> dict[str, dict]:
+  """Per task: slope of score per decade of unique tokens, over `group`."""
+  out = {}
+  for task in task_names([arms[i] for i in group]):
+    x, y = [], []
+    for i in group:
+      if task in arms[i]['tasks']:
+        scores = task_scores(arms[i]['tasks'][task])
+        x += [math.log10(arms[i]['unique_tokens'])] * scores.size
+        y += scores.tolist()
+    metric = task_meta(arms, task)['main_metric']
+    if len(set(x)) < 2:
+      out[task] = {'status': 'fewer than two sizes scored', 'main_metric': metric}
+      continue
+    out[task] = _oriented(regression_slope(x, y), metric) | {'status': 'computed'}
+  return out
+
+
+def _single_domain_arms(arms: Sequence[dict]) -> dict[str, int]:
+  """Domain -> index of the first unmanipulated arm trained on it alone."""
+  out = {}
+  for i, arm in enumerate(arms):
+    domains = arm['recipe'].get('domains') or ()
+    if len(domains) == 1 and not manipulates_quality(arm['recipe']):
+      out.setdefault(domains[0], i)
+  return out
+
+
+def domain_sensitivity(arms: Sequence[dict]) -> dict[str, dict]:
+  """Per task with a domain: in-domain arm minus the mean of the others.
+
+  Also, where the arms hold the full mixture and the mixture without the
+  task's domain, the gain from including that domain.
+  """
+  single = _single_domain_arms(arms)
+  by_domains = {}
+  for i, arm in enumerate(arms):
+    if not manipulates_quality(arm['recipe']):
+      by_domains.setdefault(frozenset(arm['recipe'].get('domains') or ()), i)
+  full = max(by_domains, key=len, default=frozenset())
+  out = {}
+  for task in task_names(arms):
+    meta = task_meta(arms, task)
+    domain, metric = meta.get('domain'), meta['main_metric']
+    if not domain:
+      continue
+    entry: dict[str, Any] = {'domain': domain, 'main_metric': metric}
+    scored = {d: i for d, i in single.items()
+              if task_scores(arms[i]['tasks'].get(task, {})).size}
+    if domain in scored and len(scored) > 1:
+      others = [i for d, i in scored.items() if d != domain]
+      results = [arms[i]['tasks'][task] for i in [scored[domain]] + others]
+      entry['in_domain'] = _compare(
+          results, [1.0] + [-1.0 / len(others)] * len(others), metric) | {
+              'in_domain_arm': arms[scored[domain]]['arm'],
+              'out_of_domain_arms': [arms[i]['arm'] for i in others]}
+    else:
+      entry['in_domain'] = {'status': f'needs scores of a single-domain {domain!r} '
+                                      'arm and of another single-domain arm'}
+    without = full - {domain}
+    if domain in full and without in by_domains and len(without) > 1:
+      i, j = by_domains[full], by_domains[without]
+      inclusion = _compare([arms[i]['tasks'].get(task, {}),
+                            arms[j]['tasks'].get(task, {})], [1.0, -1.0], metric)
+      if inclusion:
+        entry['inclusion'] = inclusion | {'with_arm': arms[i]['arm'],
+                                          'without_arm': arms[j]['arm']}
+    out[task] = entry
+  return out
+
+
+def quality_reference(arms: Sequence[dict], arm: dict) -> int | None:
+  """The unfiltered arm to compare `arm` with: no quality steps, degradation or
+  extra sources, preferably the same recipe otherwise (domains, budget)."""
+  plain = [i for i, a in enumerate(arms) if not manipulates_quality(a['recipe'])]
+  key = _recipe_key(arm['recipe'], QUALITY_KEYS)
+  same = [i for i in plain if _recipe_key(arms[i]['recipe'], QUALITY_KEYS) == key]
+  return (same or plain or [None])[0]
+
+
+def quality_sensitivity(arms: Sequence[dict]) -> dict[str, Any]:
+  """Per quality arm and task: score minus its unfiltered reference's."""
+  out: dict[str, Any] = {'status': 'computed', 'arms': {}}
+  for arm in arms:
+    if not manipulates_quality(arm['recipe']):
+      continue
+    ref = quality_reference(arms, arm)
+    if ref is None:
+      return {'status': 'no unfiltered arm (every recipe filters, degrades or adds '
+                        'sources)'}
+    reference = arms[ref]
+    per_task = {t: _compare([r, reference['tasks'].get(t, {})], [1.0, -1.0],
+                            r['main_metric']) for t, r in arm['tasks'].items()}
+    out['arms'][arm['arm']] = {
+        'reference': reference['arm'],
+        'same_recipe_otherwise': (_recipe_key(reference['recipe'], QUALITY_KEYS)
+                                  == _recipe_key(arm['recipe'], QUALITY_KEYS)),
+        'quality': list(arm['recipe'].get('quality') or ()),
+        'degrade': {k: v for k, v in (arm['recipe'].get('degrade') or {}).items() if v},
+        'extra_sources': list(arm['recipe'].get('extra_sources') or ()),
+        'tasks': {t: e for t, e in per_task.items() if e}}
+  return out
+
+
+def loss_correlations(arms: Sequence[dict]) -> dict[str, dict]:
+  """Per task: correlation over arms of pooled held-out loss and mean score."""
+  out = {}
+  for task in task_names(arms):
+    pairs = [(a['heldout']['all']['loss'], a['tasks'][task]['mean']) for a in arms
+             if task in a['tasks'] and finite(a['tasks'][task].get('mean'))
+             and finite(a['heldout'].get('all', {}).get('loss'))]
+    loss, score = (np.array(v, np.float64) for v in zip(*pairs)) if pairs else ([], [])
+    out[task] = correlation(loss, score) | {
+        'main_metric': task_meta(arms, task)['main_metric']}
+  return out
+
+
+def rank_by_data_need(size: dict[str, dict]) -> list[dict]:
+  """Tasks by their size slope (oriented: higher = gains more from data)."""
+  rows = []
+  for task, effect in size.items():
+    if effect.get('status') != 'computed':
+      continue
+    sign = 1.0 if higher_is_better(effect['main_metric']) else -1.0
+    ci = effect['ci95'] and sorted(sign * v for v in effect['ci95'])
+    rows.append({'task': task, 'slope': sign * effect['estimate'], 'ci95': ci,
+                 'significant': effect['significant']})
+  rows.sort(key=lambda r: -r['slope'])
+  for k, row in enumerate(rows):
+    row['rank'] = k + 1
+    row['overlaps'] = [other['task'] for other in rows if other is not row
+                       and row['ci95'] and other['ci95']
+                       and row['ci95'][0] <= other['ci95'][1]
+                       and other['ci95'][0] <= row['ci95'][1]]
+  return rows
+
+
+def repetition(arms: Sequence[dict], group: Sequence[int]) -> dict[str, Any]:
+  """Arms that repeat their data more than the arm with the most unique tokens,
+  but at most MUENNIGHOFF_MAX_REPEATS epochs, compared with that arm."""
+  ref = max(group, key=lambda i: arms[i]['unique_tokens'])
+  ref_epochs = arms[ref].get('epochs') or 0
+  if not 0 < ref_epochs <= MUENNIGHOFF_MAX_REPEATS:
+    return {'status': f'the arm with the most unique data, {arms[ref]["arm"]}, '
+                      f'does not train for 0-{MUENNIGHOFF_MAX_REPEATS:g} epochs'}
+  compared = {}
+  for i in group:
+    epochs = arms[i].get('epochs') or 0
+    if i == ref or not ref_epochs < epochs <= MUENNIGHOFF_MAX_REPEATS:
+      continue
+    loss, ref_loss = (a['heldout'].get('all', {}).get('loss')
+                      for a in (arms[i], arms[ref]))
+    tasks = {t: _compare([r, arms[ref]['tasks'].get(t, {})], [1.0, -1.0],
+                         r['main_metric']) for t, r in arms[i]['tasks'].items()}
+    compared[arms[i]['arm']] = {
+        'epochs': epochs,
+        'loss_change': (loss - ref_loss) / ref_loss
+                       if finite(loss) and finite(ref_loss) else None,
+        'tasks': {t: e for t, e in tasks.items() if e}}
+  if not compared:
+    return {'status': f'no arm trains for {ref_epochs:.3g}-'
+                      f'{MUENNIGHOFF_MAX_REPEATS:g} epochs',
+            'reference': arms[ref]['arm']}
+  return {'status': 'computed', 'reference': arms[ref]['arm'],
+          'reference_epochs': ref_epochs, 'arms': compared}
+
+
+# ---------------------------------------------------------------- literature
+
+LITERATURE = {
+    'minibertas': ('MiniBERTas (Zhang et al., 2021)',
+                   'below 10M-100M words, MLM loss and downstream scores keep '
+                   'improving with data; syntactic/semantic probing saturates '
+                   'around 10M-100M words while NLU keeps improving'),
+    'dont_stop': ("Don't Stop Pretraining (Gururangan et al., 2020)",
+                  'pretraining on in-domain text improves tasks of that domain'),
+    'cramming': ('Cramming (Geiping & Goldstein, 2023)',
+                 'at fixed compute, filtered/deduplicated data beats the same '
+                 'amount of unfiltered data'),
+    'muennighoff': ('Scaling data-constrained LMs (Muennighoff et al., 2023)',
+                    f'up to ~{MUENNIGHOFF_MAX_REPEATS:g} epochs of repeated data '
+                    'are about as good as unique data'),
+}
+
+
+def _verdict(improves: Sequence[bool | None], *, expect_change: bool = True) -> str:
+  """Agreement of significant effects with the literature's direction.
+
+  `expect_change=False` (repetition ~ unique data) agrees unless some effect
+  is significantly worse.
+  """
+  if not improves:
+    return 'not applicable'
+  better = sum(v is True for v in improves)
+  worse = sum(v is False for v in improves)
+  if not expect_change:
+    return 'contradicts' if worse else 'agrees'
+  if worse and not better:
+    return 'contradicts'
+  if worse:
+    return 'mixed'
+  if better == len(improves):
+    return 'agrees'
+  return 'partly agrees' if better else 'inconclusive (no significant effect)'
+
+
+def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> list[dict]:
+  """Our results next to the published findings, where they apply."""
+  out = []
+
+  def add(key, verdict, evidence, **context):
+    paper, claim = LITERATURE[key]
+    out.append({'key': key, 'paper': paper, 'claim': claim, 'verdict': verdict,
+                'evidence': evidence, **context})
+
+  size = analysis.get('size_sensitivity') or {}
+  computed = {t: e for t, e in size.items() if e.get('status') == 'computed'}
+  if computed:
+    words = [arms[i]['unique_tokens'] / TOKENS_PER_WORD for i in group]
+    add('minibertas', _verdict([e['improves'] for e in computed.values()]),
+        [{'task': t, 'effect': e} for t, e in computed.items()],
+        words_range=[min(words), max(words)],
+        below_saturation=max(words) < MINIBERTAS_SATURATION_WORDS[0],
+        loss_falls=(analysis.get('loss_scaling') or {}).get('significant_decrease'))
+  domain = analysis.get('domain_sensitivity') or {}
+  in_domain = [{'task': t, 'effect': e['in_domain']} for t, e in domain.items()
+               if 'estimate' in e.get('in_domain', {})]
+  if in_domain:
+    add('dont_stop', _verdict([x['effect']['improves'] for x in in_domain]), in_domain)
+  quality = analysis.get('quality_sensitivity') or {}
+  filtered = [{'arm': name, 'reference': q['reference'], 'task': t, 'effect': e}
+              for name, q in (quality.get('arms') or {}).items()
+              if q['quality'] and not q['degrade'] and not q['extra_sources']
+              for t, e in q['tasks'].items()]
+  if filtered:
+    seen = {a['arm']: a.get('tokens_seen') for a in arms}
+    add('cramming', _verdict([x['effect']['improves'] for x in filtered]), filtered,
+        equal_compute=all(seen[x['arm']] == seen[x['reference']] for x in filtered))
+  rep = analysis.get('repetition') or {}
+  repeated = [{'arm': name, 'task': t, 'effect': e, 'epochs': r['epochs'],
+               'loss_change': r['loss_change']}
+              for name, r in (rep.get('arms') or {}).items()
+              for t, e in r['tasks'].items()]
+  if repeated:
+    add('muennighoff', _verdict([x['effect']['improves'] for x in repeated],
+                                expect_change=False), repeated,
+        reference=rep['reference'])
+  return out
+
+
+def analyze(arms: Sequence[dict]) -> dict[str, Any]:
+  """Every analysis that applies to what the arms vary."""
+  varies = varied_factors(arms)
+  out: dict[str, Any] = {'varies': varies}
+  group = size_group(arms) if varies['size'] else []
+  if group:
+    sized = [arms[i] for i in group
+             if finite(arms[i]['heldout'].get('all', {}).get('loss'))]
+    out['size_arms'] = [arms[i]['arm'] for i in group]
+    out['loss_scaling'] = loss_scaling([a['unique_tokens'] for a in sized],
+                                       [a['heldout']['all']['loss'] for a in sized])
+    out['size_sensitivity'] = size_sensitivity(arms, group)
+    out['ranking'] = rank_by_data_need(out['size_sensitivity'])
+    out['repetition'] = repetition(arms, group)
+  if varies['domain']:
+    out['domain_sensitivity'] = domain_sensitivity(arms)
+  if varies['quality']:
+    out['quality_sensitivity'] = quality_sensitivity(arms)
+  out['loss_correlation'] = loss_correlations(arms)
+  out['literature'] = literature(out, arms, group)
+  return out

@@ -1,0 +1,215 @@
+"""PNG plots for the study report (matplotlib, Agg canvas; no pyplot state).
+
+Each plot is drawn only when the arms vary what it shows; `write_plots`
+returns {plot name: file name} for the ones written.
+"""
+
+import math
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.backends import backend_agg
+from matplotlib import figure as mpl_figure
+from matplotlib import patches
+import numpy as np
+
+from lm_data.study import analysis
+
+DPI = 120
+PANEL_SIZE = (4.0, 3.2)        # inches per subplot
+MAX_COLUMNS = 3
+BAND_ALPHA = 0.25
+DOMAIN_LINE_ALPHA = 0.5
+HEATMAP_CELL = (0.9, 0.5)      # inches per task column / arm row
+HEATMAP_MARGIN = (3.0, 2.0)    # inches for labels and the colour bar
+LABEL_ROTATION = 35
+LIGHT_TEXT_ABOVE = 0.6         # |value| / colour limit above which cell text is white
+
+LOSS_PLOT = 'loss_vs_tokens.png'
+TASK_PLOT = 'task_vs_tokens.png'
+DOMAIN_PLOT = 'domain_transfer.png'
+QUALITY_PLOT = 'quality_bars.png'
+
+
+def _figure(panels: int) -> tuple[mpl_figure.Figure, list[Any]]:
+  columns = min(MAX_COLUMNS, panels)
+  rows = math.ceil(panels / columns)
+  fig = mpl_figure.Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows),
+                          dpi=DPI, layout='constrained')
+  backend_agg.FigureCanvasAgg(fig)
+  axes = fig.subplots(rows, columns, squeeze=False).ravel().tolist()
+  for ax in axes[panels:]:
+    ax.set_visible(False)
+  return fig, axes[:panels]
+
+
+def _save(fig: mpl_figure.Figure, out_dir: pathlib.Path, name: str) -> str:
+  fig.savefig(out_dir / name)
+  return name
+
+
+def _error(result: dict) -> tuple[float, float]:
+  """Asymmetric error bar (below, above) from a task result's CI."""
+  ci = result.get('ci95')
+  if not ci or ci[0] is None or ci[1] is None:
+    return 0.0, 0.0
+  return max(result['mean'] - ci[0], 0.0), max(ci[1] - result['mean'], 0.0)
+
+
+def _control_lines(ax, controls: dict, task: str) -> None:
+  for kind, style in (('random_init', '--'), ('baseline', ':')):
+    mean = ((controls.get(kind) or {}).get(task) or {}).get('mean')
+    if mean is not None:
+      ax.axhline(mean, linestyle=style, color='gray', label=kind.replace('_', ' '))
+
+
+def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
+  """Held-out MLM loss vs unique tokens, with the power law and its band."""
+  group = [a for a in arms if a['arm'] in result['size_arms']]
+  fig, (ax,) = _figure(1)
+  domains = list(dict.fromkeys(d for a in group for d in a['heldout'] if d != 'all'))
+  for domain in domains:
+    points = [(a['unique_tokens'], a['heldout'][domain]['loss']) for a in group
+              if a['heldout'].get(domain, {}).get('loss') is not None]
+    if points:
+      ax.plot(*zip(*sorted(points)), marker='.', linewidth=1,
+              alpha=DOMAIN_LINE_ALPHA, label=domain)
+  pooled = [(a['unique_tokens'], a['heldout']['all']['loss']) for a in group
+            if a['heldout'].get('all', {}).get('loss') is not None]
+  if pooled:
+    ax.plot(*zip(*sorted(pooled)), 'ko', label='all (pooled)')
+  scaling = result.get('loss_scaling') or {}
+  band = scaling.get('band')
+  if band:
+    fit = scaling['fit']
+    ax.plot(band['tokens'], band['fit'], 'k-',
+            label=f'E + B·D^-β, β={fit["beta"]:.2f}, E={fit["E"]:.2f}')
+    if 'low' in band:
+      ax.fill_between(band['tokens'], band['low'], band['high'], color='k',
+                      alpha=BAND_ALPHA, label=f'{analysis.CI_LEVEL:.0%} bootstrap band')
+  ax.set_xscale('log')
+  ax.set_xlabel('unique pretraining tokens D')
+  ax.set_ylabel('held-out MLM loss')
+  ax.set_title(f'held-out loss vs data size ({len(group)} arms)')
+  ax.legend(fontsize='x-small')
+  return _save(fig, out_dir, LOSS_PLOT)
+
+
+def task_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+              result: dict) -> str:
+  """Each task's score vs unique tokens (CI error bars, controls as lines)."""
+  group = [a for a in arms if a['arm'] in result['size_arms']]
+  tasks = analysis.task_names(group)
+  fig, axes = _figure(len(tasks))
+  for ax, task in zip(axes, tasks):
+    scored = sorted((a['unique_tokens'], a['tasks'][task]) for a in group
+                    if a['tasks'].get(task, {}).get('mean') is not None)
+    if scored:
+      x = [s[0] for s in scored]
+      errors = np.array([_error(s[1]) for s in scored]).T
+      ax.errorbar(x, [s[1]['mean'] for s in scored], yerr=errors, fmt='o-',
+                  capsize=3, label='pretrained')
+    slope = result['size_sensitivity'].get(task, {})
+    if slope.get('status') == 'computed' and scored:
+      line = np.geomspace(x[0], x[-1], 2)
+      ax.plot(line, slope['intercept'] + slope['estimate'] * np.log10(line),
+              color='C1', linewidth=1, label=f'slope {slope["estimate"]:+.3f}/decade')
+    _control_lines(ax, controls, task)
+    ax.set_xscale('log')
+    ax.set_xlabel('unique pretraining tokens')
+    ax.set_ylabel(analysis.task_meta(group, task)['main_metric'])
+    ax.set_title(task)
+    ax.legend(fontsize='x-small')
+  return _save(fig, out_dir, TASK_PLOT)
+
+
+def domain_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict) -> str:
+  """Arms x tasks: score minus random init (or z-score per task when a task
+  lacks the control); in-domain cells outlined."""
+  tasks = analysis.task_names(arms)
+  random_init = controls.get('random_init') or {}
+  relative = all((random_init.get(t) or {}).get('mean') is not None for t in tasks)
+  values = np.full((len(arms), len(tasks)), np.nan)
+  for i, arm in enumerate(arms):
+    for j, task in enumerate(tasks):
+      mean = arm['tasks'].get(task, {}).get('mean')
+      if mean is not None:
+        values[i, j] = mean
+  if relative:
+    values -= np.array([random_init[t]['mean'] for t in tasks])[None, :]
+    label = 'score - random-init score'
+  else:
+    with np.errstate(invalid='ignore', divide='ignore'):
+      spread = np.nanstd(values, axis=0)
+      values = (values - np.nanmean(values, axis=0)) / np.where(spread > 0, spread, 1)
+    label = 'score, z-scored per task'
+  fig = mpl_figure.Figure(
+      figsize=(HEATMAP_MARGIN[0] + HEATMAP_CELL[0] * len(tasks),
+               HEATMAP_MARGIN[1] + HEATMAP_CELL[1] * len(arms)),
+      dpi=DPI, layout='constrained')
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.subplots()
+  limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+  image = ax.imshow(values, cmap='RdBu', vmin=-limit or -1, vmax=limit or 1,
+                    aspect='auto')
+  fig.colorbar(image, ax=ax, label=label)
+  ax.set_xticks(range(len(tasks)), tasks, rotation=LABEL_ROTATION, ha='right')
+  ax.set_yticks(range(len(arms)), [a['arm'] for a in arms])
+  for i, arm in enumerate(arms):
+    domains = arm['recipe'].get('domains') or ()
+    for j, task in enumerate(tasks):
+      if np.isfinite(values[i, j]):
+        dark = abs(values[i, j]) > LIGHT_TEXT_ABOVE * limit
+        ax.text(j, i, f'{values[i, j]:+.2f}', ha='center', va='center',
+                fontsize='x-small', color='white' if dark else 'black')
+      domain = analysis.task_meta(arms, task).get('domain')
+      if domain and list(domains) == [domain]:
+        ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                       edgecolor='k', linewidth=2))
+  ax.set_title('domain x task transfer (outlined: in-domain)')
+  return _save(fig, out_dir, DOMAIN_PLOT)
+
+
+def quality_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+                 result: dict) -> str:
+  """Per task, bars of the unfiltered (gray) and quality arms, CI error bars."""
+  quality = result['quality_sensitivity']
+  references = {q['reference'] for q in quality['arms'].values()}
+  shown = ([a for a in arms if a['arm'] in references]
+           + [a for a in arms if a['arm'] in quality['arms']])
+  tasks = analysis.task_names(shown)
+  fig, axes = _figure(len(tasks))
+  for ax, task in zip(axes, tasks):
+    scored = [(a['arm'], a['tasks'][task]) for a in shown
+              if a['tasks'].get(task, {}).get('mean') is not None]
+    positions = np.arange(len(scored))
+    errors = np.array([_error(r) for _, r in scored]).reshape(-1, 2).T
+    ax.bar(positions, [r['mean'] for _, r in scored], yerr=errors, capsize=3,
+           color=['gray' if name in references else 'C0' for name, _ in scored])
+    ax.set_xticks(positions, [name for name, _ in scored], rotation=LABEL_ROTATION,
+                  ha='right', fontsize='x-small')
+    _control_lines(ax, controls, task)
+    ax.set_ylabel(analysis.task_meta(shown, task)['main_metric'])
+    ax.set_title(task)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize='x-small')
+  return _save(fig, out_dir, QUALITY_PLOT)
+
+
+def write_plots(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+                result: dict) -> dict[str, str]:
+  """The plots that apply to `result['varies']`; {plot: file name}."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  written = {}
+  has_tasks = bool(analysis.task_names(arms))
+  if result.get('size_arms'):
+    written['loss_vs_tokens'] = loss_plot(out_dir, arms, result)
+    if analysis.task_names([a for a in arms if a['arm'] in result['size_arms']]):
+      written['task_vs_tokens'] = task_plot(out_dir, arms, controls, result)
+  if result['varies']['domain'] and has_tasks:
+    written['domain_transfer'] = domain_plot(out_dir, arms, controls)
+  quality = result.get('quality_sensitivity') or {}
+  if quality.get('arms') and has_tasks:
+    written['quality_bars'] = quality_plot(out_dir, arms, controls, result)
+  return written

@@ -1,0 +1,76 @@
+"""JSON-lines metrics and a human progress line (rate, ETA), with no TensorFlow."""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+from absl import logging
+
+
+def _plain(value):
+  if isinstance(value, (np.generic, np.ndarray)):
+    return value.item() if np.ndim(value) == 0 else np.asarray(value).tolist()
+  return value
+
+
+class MetricWriter:
+  """Appends one JSON object per call to `path` (only process 0 writes)."""
+
+  def __init__(self, path: pathlib.Path, *, enabled: bool = True):
+    self.path = pathlib.Path(path)
+    self.enabled = enabled
+    if enabled:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    record = {'step': int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    with self.path.open('a') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def reduce_sums(metrics: dict) -> dict:
+  """(sum, count) pairs -> means: loss, accuracy; other scalars pass through."""
+  out = {k: v for k, v in metrics.items()
+         if not k.endswith('_sum') and k != 'finite'}
+  weight = float(metrics['weight_sum'])
+  if weight > 0:
+    out['loss'] = float(metrics['loss_sum']) / weight
+    out['accuracy'] = float(metrics['correct_sum']) / weight
+  out['predictions'] = weight
+  return out
+
+
+class Progress:
+  """Steps/s, ETA and core-hours since start (big_vision's Chrono, kept small)."""
+
+  def __init__(self, total_steps: int, first_step: int, *, name: str = ''):
+    self.total_steps = total_steps
+    self.name = name
+    self._start_step = first_step
+    self._start_time = time.perf_counter()
+    self._last_step = first_step
+    self._last_time = self._start_time
+
+  def tick(self, step: int) -> dict:
+    """Timing since the previous tick: seconds per step and ETA."""
+    now = time.perf_counter()
+    steps = max(step - self._last_step, 1)
+    step_time = (now - self._last_time) / steps
+    done = step - self._start_step
+    avg = (now - self._start_time) / max(done, 1)
+    self._last_step, self._last_time = step, now
+    return {'step_time': step_time,
+            'eta_s': avg * (self.total_steps - step),
+            'elapsed_s': now - self._start_time}
+
+  def log(self, step: int, timing: dict, metrics: dict) -> None:
+    eta = timing['eta_s']
+    logging.info(
+        '%s step %d/%d (%.1f%%)  loss %.4f  acc %.3f  %.0f tok/s  MFU %.1f%%  ETA %dm%02ds',
+        self.name, step, self.total_steps, 100 * step / self.total_steps,
+        metrics.get('loss', float('nan')), metrics.get('accuracy', float('nan')),
+        metrics.get('tokens_per_sec', 0.0), 100 * metrics.get('mfu', 0.0),
+        eta // 60, eta % 60)

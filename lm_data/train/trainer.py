@@ -1,0 +1,225 @@
+"""The MLM pretraining loop: resumable, data-parallel, with metrics and evaluation."""
+
+import dataclasses
+import json
+import pathlib
+import signal
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from lm_data.models.bert import BertForMLM
+from lm_data.models.presets import make_config
+from lm_data.train import checkpoint, flops, metrics as metrics_lib, optimizer as optim
+from lm_data.train import steps
+
+PARALLELISM = ('jit', 'pmap')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class TrainIterator(Protocol):
+  def __next__(self) -> dict[str, np.ndarray]: ...
+  def get_state(self) -> dict: ...
+  def set_state(self, state: dict) -> None: ...
+
+
+class NonFiniteError(FloatingPointError):
+  pass
+
+
+def model_config_for(cfg: ml_collections.ConfigDict, vocab_size: int):
+  """BertConfig from `cfg.model` (preset name plus overrides)."""
+  if cfg.model.dtype not in DTYPES:
+    raise ValueError(f'unknown model.dtype {cfg.model.dtype!r}; known: {", ".join(DTYPES)}')
+  overrides = dict(cfg.model.get('overrides', {}))
+  return make_config(cfg.model.preset, vocab_size, dtype=DTYPES[cfg.model.dtype],
+                     attention=cfg.model.attention, **overrides)
+
+
+class _StopFlag:
+  """Set by SIGTERM (TPU preemption notice): save at the next step boundary and exit."""
+
+  def __init__(self):
+    self.event = threading.Event()
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def should_stop(self) -> bool:
+    """Agreed by all processes, so they checkpoint at the same step."""
+    flag = self.event.is_set()
+    if jax.process_count() > 1:
+      flag = bool(multihost_utils.process_allgather(np.array(flag)).any())
+    return flag
+
+
+@dataclasses.dataclass
+class PretrainResult:
+  step: int
+  finished: bool           # False when stopped early by SIGTERM
+  heldout: dict[str, dict]  # domain -> {'loss', 'accuracy', 'predictions'}
+  train_flops: float
+
+
+def evaluate(eval_step, params, eval_sets: Mapping[str, Iterable[dict]],
+             to_device) -> dict[str, dict]:
+  """Held-out MLM loss and accuracy per domain (sums reduced at the end)."""
+  results = {}
+  for name, batches in eval_sets.items():
+    totals = None
+    for batch in batches:
+      out = jax.device_get(eval_step(params, to_device(batch)))
+      totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+    if totals is not None:
+      results[name] = metrics_lib.reduce_sums(totals)
+  return results
+
+
+def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
+             train_iter: TrainIterator, eval_sets: Mapping[str, Iterable[dict]],
+             vocab_size: int, meta: dict[str, Any]) -> PretrainResult:
+  """Trains `cfg.train.num_train_steps` steps, resuming from `arm_dir/checkpoints`.
+
+  Args:
+    cfg: arm config with `model`, `train` and `mask` (see configs/common.py).
+    arm_dir: where checkpoints/ and metrics.jsonl go.
+    train_iter: host-local masked batches, with JSON get_state/set_state.
+    eval_sets: name -> host-local batches for held-out evaluation.
+    vocab_size: tokenizer vocabulary size.
+    meta: JSON saved in every checkpoint (config, tokenizer path, ...).
+  """
+  tc = cfg.train
+  if tc.parallelism not in PARALLELISM:
+    raise ValueError(f'unknown train.parallelism {tc.parallelism!r}; known: jit, pmap')
+  model_config = model_config_for(cfg, vocab_size)
+  model = BertForMLM(model_config)
+  schedule = optim.learning_rate_schedule(tc)
+  tx = optim.make_optimizer(tc)
+  mesh = steps.make_mesh()
+  n_dev = mesh.size
+  if tc.global_batch_size % (n_dev * tc.grad_accum_steps):
+    raise ValueError(
+        f'train.global_batch_size={tc.global_batch_size} must be divisible by '
+        f'devices ({n_dev}) x train.grad_accum_steps ({tc.grad_accum_steps})')
+  meta = {**meta, 'model_config': checkpoint.model_config_to_dict(model_config)}
+
+  with jax.set_mesh(mesh):
+    init = jax.jit(lambda: steps.create_train_state(
+        model, tx, seq_len=cfg.seq_len, max_predictions=cfg.mask.max_predictions,
+        seed=cfg.seed), out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))
+    abstract = jax.eval_shape(init)
+    manager = checkpoint.make_manager(
+        arm_dir / 'checkpoints', max_to_keep=1,
+        keep_period=tc.keep_period or None, async_save=tc.async_checkpointing)
+    if manager.latest_step() is not None:
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                         sharding=jax.sharding.NamedSharding(mesh, jax.P())),
+          abstract)
+      state, data_state, _ = checkpoint.restore(manager, abstract)
+      train_iter.set_state(data_state)
+      logging.info('resumed %s at step %d', arm_dir.name, int(state.step))
+    else:
+      state = init()
+    start = int(state.step)
+
+    data_sharding = steps.batch_sharding(mesh)
+    def to_device(batch):
+      return jax.make_array_from_process_local_data(data_sharding, dict(batch))
+
+    if tc.parallelism == 'jit':
+      train_step = steps.make_jit_train_step(model, tx, schedule, mesh,
+                                             accum_steps=tc.grad_accum_steps)
+      put = to_device
+    else:
+      train_step = steps.make_pmap_train_step(model, tx, schedule,
+                                              accum_steps=tc.grad_accum_steps)
+      state = steps.replicate(jax.device_get(state))
+      put = steps.shard_for_pmap
+    eval_step = steps.make_eval_step(model, mesh)
+
+    flops_per_step = flops.train_flops_per_step(
+        model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,
+        predictions=cfg.mask.max_predictions)
+    peak, peak_source = flops.peak_flops_per_device(
+        DTYPES[cfg.model.dtype], override_tflops=tc.peak_tflops,
+        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.get('cache_dir') else None)
+    logging.info('%.3g FLOPs/step; peak %.3g FLOP/s/device (%s)', flops_per_step,
+                 peak, peak_source)
+    is_main = jax.process_index() == 0
+    writer = metrics_lib.MetricWriter(arm_dir / 'metrics.jsonl', enabled=is_main)
+    progress = metrics_lib.Progress(tc.num_train_steps, start, name=arm_dir.name)
+    tokens_per_step = tc.global_batch_size * cfg.seq_len
+
+    def host_state(s):
+      return steps.unreplicate(s) if tc.parallelism == 'pmap' else s
+
+    def report(step, m):
+      """Checks and logs the metrics of `step` (fetched one step late: no stall)."""
+      m = jax.device_get(m)
+      if tc.parallelism == 'pmap':
+        m = steps.unreplicate(m)
+      if not bool(m['finite']):
+        raise NonFiniteError(
+            f'{arm_dir.name}: non-finite loss or gradient at step {step} '
+            f'(loss_sum={float(m["loss_sum"])}, grad_norm={float(m["grad_norm"])}); '
+            'lower train.learning_rate or raise train.warmup_steps')
+      if step % tc.log_every and step != tc.num_train_steps:
+        return
+      timing = progress.tick(step)
+      out = metrics_lib.reduce_sums(m)
+      out['tokens_per_sec'] = tokens_per_step / timing['step_time']
+      out['mfu'] = flops_per_step / timing['step_time'] / (peak * n_dev)
+      out.update(timing)
+      writer.write(step, out)
+      progress.log(step, timing, out)
+
+    pending = None
+    step = start
+    with _StopFlag() as stop:
+      while step < tc.num_train_steps:
+        batch = next(train_iter)
+        state, m = train_step(state, put(batch))
+        if pending is not None:
+          report(*pending)
+        step += 1
+        pending = (step, m)
+        last = step == tc.num_train_steps
+        stopping = stop.should_stop()
+        if last or stopping or step % tc.checkpoint_every == 0:
+          report(*pending)
+          pending = None
+          checkpoint.save(manager, step, host_state(state), train_iter.get_state(),
+                          meta, force=last or stopping)
+        if stopping:
+          logging.warning('SIGTERM: saved step %d of %s; exiting', step, arm_dir.name)
+          break
+      if pending is not None:
+        report(*pending)
+    manager.wait_until_finished()
+    manager.close()
+
+    finished = step >= tc.num_train_steps
+    heldout = evaluate(eval_step, host_state(state).params, eval_sets, to_device) \
+        if finished else {}
+  if finished and is_main:
+    (arm_dir / 'pretrain_summary.json').write_text(json.dumps({
+        'step': step, 'heldout': heldout,
+        'train_flops': flops_per_step * step,
+        'tokens_seen': tokens_per_step * step}, indent=1))
+  return PretrainResult(step=step, finished=finished, heldout=heldout,
+                        train_flops=flops_per_step * step)

@@ -1,0 +1,166 @@
+"""Heads: output shapes and losses against numpy; QA decoding; baselines."""
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from lm_data.finetune import controls
+from lm_data.finetune import encoding
+from lm_data.finetune import trainer
+from lm_data.finetune.tasks import base
+from tests.finetune import fakes
+
+B, S, L = 3, 8, 4
+
+
+def _features(rng):
+  segment_ids = np.ones((B, S), np.int32)
+  segment_ids[:, -2:] = 0
+  type_ids = np.zeros((B, S), np.int32)
+  type_ids[:, 3:6] = 1
+  return {'input_ids': rng.integers(5, fakes.VOCAB, (B, S)).astype(np.int32),
+          'type_ids': type_ids,
+          'position_ids': np.broadcast_to(np.arange(S, dtype=np.int32), (B, S)),
+          'segment_ids': segment_ids}
+
+
+def _np_ce(logits, labels):
+  logits = logits - logits.max(-1, keepdims=True)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return -np.take_along_axis(log_probs, labels[..., None], -1)[..., 0]
+
+
+@pytest.mark.parametrize('kind, shape', [
+    ('classification', [(B, L)]), ('pair_classification', [(B, L)]),
+    ('regression', [(B, 1)]), ('token_classification', [(B, S, L)]),
+    ('qa', [(B, S), (B, S)])])
+def test_head_output_shapes(kind, shape):
+  model = trainer.make_model(kind, fakes.tiny_config(), L)
+  features = _features(np.random.default_rng(0))
+  args = [features[k] for k in trainer.FEATURES]
+  params = model.init(jax.random.PRNGKey(0), *args, deterministic=True)
+  assert 'encoder' in params['params']
+  out = model.apply(params, *args, deterministic=True)
+  chex.assert_shape(jax.tree.leaves(out), shape)
+
+
+def test_classification_and_regression_losses_match_numpy():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(B, L)).astype(np.float32)
+  labels = np.array([0, 3, 1], np.int32)
+  loss = trainer.loss_fn('classification', logits, {'labels': labels}, {})
+  np.testing.assert_allclose(loss, _np_ce(logits, labels).mean(), rtol=1e-5)
+  values = rng.normal(size=(B, 1)).astype(np.float32)
+  targets = np.array([0.5, -1.0, 2.0], np.float32)
+  loss = trainer.loss_fn('regression', values, {'labels': targets}, {})
+  np.testing.assert_allclose(loss, ((values[:, 0] - targets)**2).mean(), rtol=1e-5)
+
+
+def test_token_loss_weights_positions():
+  rng = np.random.default_rng(2)
+  logits = rng.normal(size=(B, S, L)).astype(np.float32)
+  labels = rng.integers(0, L, (B, S)).astype(np.int32)
+  weights = (rng.random((B, S)) < 0.5).astype(np.float32)
+  loss = trainer.loss_fn('token_classification', logits,
+                         {'labels': labels, 'label_weights': weights}, {})
+  expected = (_np_ce(logits, labels) * weights).sum() / weights.sum()
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_qa_loss_masks_non_context_positions():
+  rng = np.random.default_rng(3)
+  features = _features(rng)
+  start = rng.normal(size=(B, S)).astype(np.float32)
+  end = rng.normal(size=(B, S)).astype(np.float32)
+  targets = {'start_positions': np.array([3, 4, 5], np.int32),
+             'end_positions': np.array([4, 5, 5], np.int32)}
+  loss = trainer.loss_fn('qa', (start, end), targets, features)
+  context = slice(3, 6)   # type 1 and not padding
+  expected = 0.5 * (
+      _np_ce(start[:, context], targets['start_positions'] - 3).mean()
+      + _np_ce(end[:, context], targets['end_positions'] - 3).mean())
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_best_spans_respect_order_and_context():
+  features = _features(np.random.default_rng(0))
+  start = np.zeros((B, S), np.float32)
+  end = np.zeros((B, S), np.float32)
+  start[0, 4], end[0, 5] = 5, 5          # a valid span 4..5
+  start[1, 0], end[1, 0] = 9, 9          # [CLS] is not context: ignored
+  start[1, 5], end[1, 3] = 5, 5          # end before start: not allowed
+  starts, ends = trainer.best_spans(start, end, features)
+  assert (starts[0], ends[0]) == (4, 5)
+  assert 3 <= starts[1] <= ends[1] <= 5 and (starts[1], ends[1]) != (5, 3)
+
+
+def test_baselines_use_train_labels_only():
+  train = encoding.Encoded({}, {'labels': np.array([2, 2, 1])}, np.arange(3), 0)
+  dev = encoding.Encoded({}, {'labels': np.array([0, 1])}, np.arange(2), 0)
+  np.testing.assert_array_equal(
+      controls.baseline_predictions('classification', train, dev), [2, 2])
+  reg = encoding.Encoded({}, {'labels': np.array([1.0, 2.0, 6.0])}, np.arange(3), 0)
+  np.testing.assert_allclose(
+      controls.baseline_predictions('regression', reg, dev), [3.0, 3.0])
+  tokens = encoding.Encoded({}, {'labels': np.array([[0, 5, 5, 7]]),
+                                 'label_weights': np.array([[0, 1, 1, 1]])},
+                            np.arange(1), 0)
+  np.testing.assert_array_equal(
+      controls.baseline_predictions('token_classification', tokens, tokens),
+      [[5, 5, 5, 5]])
+
+
+def _synthetic(n, seed):
+  """Label 1 iff the keyword 'good' appears; 60% of examples are label 0."""
+  rng = np.random.default_rng(seed)
+  fillers = ['the', 'a', 'movie', 'was', 'plot', 'cast', 'very', 'quite']
+  out = []
+  for i in range(n):
+    label = int(rng.random() < 0.4)
+    words = list(rng.choice(fillers, 5))
+    words.insert(int(rng.integers(0, 6)), 'good' if label else 'bad')
+    out.append(base.Example(text=' '.join(words), label=label, group=str(i)))
+  return out
+
+
+@pytest.fixture(scope='module')
+def tuned():
+  tok = fakes.FakeTokenizer()
+  train = encoding.encode(tok, 'classification', _synthetic(192, 0), 16)
+  dev = encoding.encode(tok, 'classification', _synthetic(64, 1), 16)
+  recipe = base.Recipe(learning_rate=3e-3, epochs=4, batch_size=32, max_len=16)
+  tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe,
+                            len(train))
+  fits = [tuner.fit(tuner.init_params(0), train, dev, seed=0,
+                    main_metric='accuracy', patience=0) for _ in range(2)]
+  return tuner, train, dev, fits
+
+
+def test_fine_tuned_model_beats_majority(tuned):
+  tuner, train, dev, fits = tuned
+  accuracy = tuner.evaluate(fits[0].params, dev)['accuracy']
+  majority = trainer.score('classification', 2, controls.baseline_predictions(
+      'classification', train, dev), dev.targets)['accuracy']
+  assert accuracy > majority + 0.2, (accuracy, majority)
+  assert fits[0].dev_history[fits[0].best_epoch - 1] == max(fits[0].dev_history)
+
+
+def test_fit_is_deterministic_per_seed(tuned):
+  _, _, _, fits = tuned
+  chex.assert_trees_all_equal(fits[0].params, fits[1].params)
+  assert fits[0].dev_history == fits[1].dev_history
+
+
+def test_pretrained_encoder_replaces_random_one():
+  recipe = base.Recipe(max_len=16)
+  tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe, 8)
+  random_params = tuner.init_params(0)
+  encoder = jax.tree.map(lambda x: np.full_like(x, 0.5), random_params['encoder'])
+  params = tuner.init_params(0, encoder)
+  chex.assert_trees_all_equal(params['encoder'], encoder)
+  chex.assert_trees_all_equal(params['classifier'], random_params['classifier'])
+  other = trainer.FineTuner('classification', fakes.tiny_config(hidden_size=64),
+                            2, recipe, 8)
+  with pytest.raises(ValueError, match='do not fit'):
+    other.init_params(0, encoder)

@@ -1,0 +1,197 @@
+"""Fits, intervals and correlations against known or hand-computed values."""
+
+import numpy as np
+import pytest
+
+from lm_data.study import analysis
+from tests.study import fixtures
+
+
+@pytest.mark.parametrize('p, df, expected', [
+    (0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 10, 2.228), (0.995, 5, 4.032)])
+def test_t_quantile_matches_tables(p, df, expected):
+  assert analysis.t_quantile(p, df) == pytest.approx(expected, abs=1e-3)
+
+
+def test_power_law_recovers_parameters():
+  tokens = np.geomspace(1e5, 1e8, 6)
+  rng = np.random.default_rng(0)
+  loss = 1.8 + 40.0 * tokens**-0.35 + rng.normal(0, 0.002, tokens.size)
+  fit = analysis.fit_power_law(tokens, loss)
+  assert fit['E'] == pytest.approx(1.8, abs=0.05)
+  assert fit['beta'] == pytest.approx(0.35, abs=0.03)
+  assert fit['B'] == pytest.approx(40.0, rel=0.3)
+  assert not fit['beta_at_bound']
+
+
+def test_power_law_exact_points():
+  tokens = np.array([1e4, 1e5, 1e6, 1e7])
+  fit = analysis.fit_power_law(tokens, 2.5 + 7.0 * tokens**-0.2)
+  assert fit['E'] == pytest.approx(2.5, abs=1e-3)
+  assert fit['B'] == pytest.approx(7.0, rel=1e-2)
+  assert fit['beta'] == pytest.approx(0.2, abs=1e-3)
+
+
+def test_loss_scaling_bootstrap_covers_truth_and_falls():
+  tokens = np.geomspace(1e5, 1e7, 5)
+  loss = 2.0 + 30.0 * tokens**-0.3 + np.array([0.01, -0.01, 0.005, -0.005, 0.0])
+  result = analysis.loss_scaling(tokens, loss, samples=200)
+  low, high = result['ci95']['beta']
+  assert low < 0.3 < high
+  assert result['significant_decrease']
+  band = result['band']
+  assert np.all(np.array(band['low']) <= np.array(band['high']))
+
+
+def test_loss_scaling_too_few_and_exact():
+  too_few = analysis.loss_scaling([1e5, 1e6, 1e6], [3, 2, 2])
+  assert too_few['status'] == 'too few arms to fit'
+  exact = analysis.loss_scaling([1e5, 1e6, 1e7], [3.0, 2.5, 2.2])
+  assert exact['status'] == 'fitted' and exact['ci95'] is None
+
+
+def test_regression_slope_matches_polyfit():
+  x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+  y = np.array([1.1, 1.9, 3.2, 3.9, 5.1])
+  effect = analysis.regression_slope(x, y)
+  slope, intercept = np.polyfit(x, y, 1)
+  assert effect['estimate'] == pytest.approx(slope)
+  assert effect['intercept'] == pytest.approx(intercept)
+  residuals = y - intercept - slope * x
+  se = np.sqrt(residuals @ residuals / 3 / ((x - 3) @ (x - 3)))
+  assert effect['ci95'] == pytest.approx([slope - 3.1824 * se, slope + 3.1824 * se],
+                                         rel=1e-4)
+
+
+def test_slope_interval_coverage_and_power():
+  """95% intervals cover the true slope ~95% of the time; a strong effect is
+  significant, none is rarely significant."""
+  rng = np.random.default_rng(0)
+  x = np.repeat(np.log10([1e5, 1e6, 1e7, 1e8]), 3)
+  covered, strong, null_hits, trials = 0, 0, 0, 400
+  for _ in range(trials):
+    noise = rng.normal(0, 0.02, x.size)
+    effect = analysis.regression_slope(x, 0.3 + 0.04 * x + noise)
+    covered += effect['ci95'][0] <= 0.04 <= effect['ci95'][1]
+    strong += effect['significant'] and effect['ci95'][0] > 0
+    null_hits += analysis.regression_slope(x, 0.5 + noise)['significant']
+  assert 0.92 <= covered / trials <= 0.98
+  assert strong == trials
+  assert null_hits / trials < 0.1
+
+
+def test_contrast_welch_by_hand():
+  effect = analysis.contrast([[1, 2, 3], [4, 6, 8]], [1.0, -1.0])
+  assert effect['estimate'] == pytest.approx(-4.0)
+  assert effect['se'] == pytest.approx(np.sqrt(5 / 3))
+  assert effect['df'] == pytest.approx(50 / 17)
+  single = analysis.contrast([[1.0], [2.0, 3.0]], [1.0, -1.0])
+  assert single['ci95'] is None and single['significant'] is None
+
+
+@pytest.mark.parametrize('x, y, pearson, spearman', [
+    ([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], 0.8, 0.8),
+    ([1, 2, 2, 3], [1, 3, 2, 4], 3 / np.sqrt(10), 4.5 / np.sqrt(22.5)),
+    ([1, 2, 3, 4], [1, 8, 27, 64], 104 / np.sqrt(11950), 1.0),
+])
+def test_correlations_by_hand(x, y, pearson, spearman):
+  # Ties: x ranks [1, 2.5, 2.5, 4] -> dx=[-1.5,0,0,1.5], dy=[-1.5,.5,-.5,1.5],
+  # sum dx*dy = 4.5, sum dx^2 = 4.5, sum dy^2 = 5.
+  assert analysis.spearman(x, y) == pytest.approx(spearman)
+  assert analysis.pearson(x, y) == pytest.approx(pearson)
+
+
+def test_correlation_constant_and_few():
+  assert analysis.pearson([1, 2, 3], [5, 5, 5]) is None
+  assert analysis.correlation([1, 2], [3, 4])['status'].startswith('too few arms')
+  result = analysis.correlation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
+  assert result['spearman']['estimate'] == pytest.approx(-1.0)
+  assert result['pearson']['ci95'] == pytest.approx([-1.0, -1.0])
+
+
+def test_size_sensitivity_and_ranking():
+  arms = fixtures.size_arms()
+  result = analysis.analyze(arms)
+  assert result['varies'] == {'size': True, 'domain': False, 'quality': False}
+  trec, flat = result['size_sensitivity']['trec'], result['size_sensitivity']['flat']
+  assert trec['ci95'][0] < 0.05 < trec['ci95'][1] and trec['improves']
+  assert flat['ci95'][0] < 0 < flat['ci95'][1] and flat['improves'] is None
+  assert [r['task'] for r in result['ranking']] == ['trec', 'flat']
+  assert result['loss_scaling']['fit']['beta'] == pytest.approx(0.3, abs=0.1)
+
+
+def test_domain_sensitivity():
+  result = analysis.analyze(fixtures.domain_arms())
+  assert result['varies']['domain'] and not result['varies']['size']
+  licences = result['domain_sensitivity']['licences']['in_domain']
+  assert licences['in_domain_arm'] == 'legal'
+  assert licences['out_of_domain_arms'] == ['literature', 'religious']
+  assert licences['estimate'] == pytest.approx(0.2, abs=0.03) and licences['improves']
+  assert 'trec' not in result['domain_sensitivity']    # no aligned domain
+  assert result['literature'][0]['key'] == 'dont_stop'
+  assert result['literature'][0]['verdict'] == 'agrees'
+
+
+def test_domain_inclusion_from_leave_one_out():
+  both = ('legal', 'literature', 'religious')
+  licences = lambda scores: fixtures.task_result(scores, 'macro_f1', 'legal')
+  arms = fixtures.domain_arms() + [
+      fixtures.arm('mix', fixtures.recipe(both), 10**6, 3.9,
+                   {'licences': licences([0.70, 0.71, 0.69])}),
+      fixtures.arm('mix-legal', fixtures.recipe(both[1:]), 10**6, 3.9,
+                   {'licences': licences([0.60, 0.61, 0.59])})]
+  inclusion = analysis.domain_sensitivity(arms)['licences']['inclusion']
+  assert (inclusion['with_arm'], inclusion['without_arm']) == ('mix', 'mix-legal')
+  assert inclusion['estimate'] == pytest.approx(0.1) and inclusion['improves']
+
+
+def quality_arms():
+  result = fixtures.task_result
+  return [
+      fixtures.arm('unfiltered', fixtures.recipe(), 10**6, 4.0,
+                   {'trec': result([0.60, 0.61, 0.59])}),
+      fixtures.arm('heuristic', fixtures.recipe(quality=['heuristic']), 10**6, 3.9,
+                   {'trec': result([0.70, 0.71, 0.69])}),
+      fixtures.arm('noise', fixtures.recipe(degrade={'char_noise': 0.1}), 10**6, 4.2,
+                   {'trec': result([0.50, 0.62, 0.70])}),
+  ]
+
+
+def test_quality_sensitivity():
+  result = analysis.analyze(quality_arms())
+  quality = result['quality_sensitivity']
+  assert {q['reference'] for q in quality['arms'].values()} == {'unfiltered'}
+  heuristic = quality['arms']['heuristic']['tasks']['trec']
+  assert heuristic['estimate'] == pytest.approx(0.1) and heuristic['improves']
+  noise = quality['arms']['noise']['tasks']['trec']
+  assert noise['ci95'][0] < 0 < noise['ci95'][1] and noise['improves'] is None
+  cramming = [x for x in result['literature'] if x['key'] == 'cramming'][0]
+  assert cramming['verdict'] == 'agrees' and cramming['equal_compute']
+
+
+def test_quality_reference_prefers_same_recipe():
+  small = fixtures.arm('small', fixtures.recipe(budget_fraction=0.25), 10**5, 4.5, {})
+  arms = [small] + quality_arms()
+  assert analysis.quality_reference(arms, arms[2]) == 1      # 'unfiltered'
+  mismatched = [small] + quality_arms()[1:]
+  quality = analysis.quality_sensitivity(mismatched)['arms']['heuristic']
+  assert quality['reference'] == 'small' and not quality['same_recipe_otherwise']
+
+
+def test_repetition_compares_up_to_four_epochs():
+  # size_3 has 1 epoch, size_2 4, size_1 16, size_0 64 (fixed compute).
+  arms = fixtures.size_arms()
+  result = analysis.repetition(arms, [0, 1, 2, 3])
+  assert result['reference'] == 'size_3' and list(result['arms']) == ['size_2']
+  size_2 = result['arms']['size_2']
+  assert size_2['loss_change'] == pytest.approx(
+      arms[2]['heldout']['all']['loss'] / arms[3]['heldout']['all']['loss'] - 1)
+  assert size_2['tasks']['trec']['improves'] is False   # 0.05 per decade lost
+
+
+def test_verdicts():
+  assert analysis._verdict([True, None]) == 'partly agrees'
+  assert analysis._verdict([False]) == 'contradicts'
+  assert analysis._verdict([None, None]).startswith('inconclusive')
+  assert analysis._verdict([None], expect_change=False) == 'agrees'
+  assert analysis._verdict([False, None], expect_change=False) == 'contradicts'
