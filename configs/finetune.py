@@ -35,8 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.tasks = []               # task names (lm_data/finetune/tasks); [] = all local tasks
   c.seeds = 3                # fine-tuning seeds 0..seeds-1 per task and init
   c.controls = True          # also the random-init encoder and the majority/mean baseline
-  c.max_train_examples = 2000  # deterministic cap on train examples (<= 0: all)
-  c.max_eval_examples = 1000   # cap on each dev/test split (<= 0: all)
+  c.max_train_examples = 1000  # deterministic cap on train examples (<= 0: all)
+  c.max_eval_examples = 500    # cap on each dev/test split (<= 0: all)
   c.patience = 2             # stop after this many epochs without dev gain (0: never)
   c.overrides = {}           # {task or '*': {Recipe field or max_*_examples: value}}
   if 'smoke' in variants:

@@ -31,7 +31,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False)
   c = common.base_config()
   c.name = 'size_ablation'
-  c.equal_budget = False  # arms differ in data size by design
   fractions = FRACTIONS[::2] if a.smoke else FRACTIONS
   c.arms = [ml_collections.ConfigDict(dict(
       name=f'size_{num}-{den}',

@@ -35,7 +35,7 @@ CAP_SEED = 0
 # Settings a config may leave out (configs/finetune.py documents each).
 DEFAULTS = dict(
     checkpoint='', arms=[], arm='', step=None, tasks=[], seeds=3, controls=True,
-    overrides={}, max_train_examples=2000, max_eval_examples=1000, patience=2)
+    overrides={}, max_train_examples=1000, max_eval_examples=500, patience=2)
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
 CHECKPOINTS_SUBDIR = 'checkpoints'

@@ -131,40 +131,83 @@ def _rows(data: encoding.Encoded, index: np.ndarray) -> tuple[dict, dict]:
           {k: v[index] for k, v in data.targets.items()})
 
 
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+  model: nn.Module
+  optimizer: optax.GradientTransformation
+  train_step: Any   # (params, opt_state, features, targets, rng, lr) -> ...
+  predict: Any      # (params, features) -> outputs
+
+
+@functools.cache
+def _compiled_steps(kind: str, model_config: models.BertConfig,
+                    num_labels: int) -> _Steps:
+  """Jitted steps shared by every task with the same model and head shape.
+
+  The learning rate is an argument (the schedule runs on the host), so tasks
+  and recipes that differ only in schedule, epochs or data reuse one compile.
+  """
+  model = make_model(kind, model_config, num_labels)
+  # AdamW at unit rate; the step scales its updates by the scheduled rate,
+  # which is exactly AdamW at that rate (decoupled decay included).
+  optimizer = optax.chain(
+      optax.clip_by_global_norm(CLIP_NORM),
+      optax.adamw(1.0, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS,
+                  weight_decay=WEIGHT_DECAY, mask=optimizer_lib.decay_mask))
+
+  def apply(params, features, **kwargs):
+    return model.apply({'params': params}, *(features[k] for k in FEATURES),
+                       **kwargs)
+
+  def train_step(params, opt_state, features, targets, rng, learning_rate):
+    def loss_of(p):
+      outputs = apply(p, features, deterministic=False, rngs={'dropout': rng})
+      return loss_fn(kind, outputs, targets, features)
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: learning_rate * u, updates)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return _Steps(model, optimizer,
+                jax.jit(train_step, donate_argnums=(0, 1)),
+                jax.jit(functools.partial(apply, deterministic=True)))
+
+
 class FineTuner:
-  """Compiled steps for one task model and recipe.
+  """Training and prediction of one task model under one recipe.
 
   Attributes:
     steps_per_epoch, num_train_steps: from the train size and batch size
       (the last partial batch of each epoch is dropped).
+    learning_rates: the host-side schedule, linear warm-up over
+      WARMUP_FRACTION of the steps then linear decay to 0.
   """
 
-  def __init__(self, kind: str, model_config: models.BertConfig, num_labels: int,
-               recipe: base.Recipe, num_train: int):
+  def __init__(self, kind: str, model_config: models.BertConfig,
+               num_labels: int, recipe: base.Recipe, num_train: int):
     if num_train < 1:
       raise ValueError('fine-tuning needs at least one training example')
     self.kind, self.num_labels, self.recipe = kind, num_labels, recipe
-    self.model = make_model(kind, model_config, num_labels)
+    self._steps = _compiled_steps(kind, model_config, num_labels)
     self.batch_size = min(recipe.batch_size, num_train)
     self.steps_per_epoch = num_train // self.batch_size
     self.num_train_steps = self.steps_per_epoch * recipe.epochs
-    self.optimizer = optimizer_lib.make_optimizer(ml_collections.ConfigDict(dict(
-        learning_rate=recipe.learning_rate,
+    schedule = optimizer_lib.learning_rate_schedule(ml_collections.ConfigDict(dict(
+        learning_rate=recipe.learning_rate, schedule='linear',
         warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
-        num_train_steps=self.num_train_steps, schedule='linear',
-        weight_decay=WEIGHT_DECAY, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS,
-        clip_norm=CLIP_NORM)))
-    self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0, 1))
-    self._predict = jax.jit(self._predict_impl)
+        num_train_steps=self.num_train_steps)))
+    self.learning_rates = np.asarray(
+        schedule(np.arange(self.num_train_steps)), np.float32)
 
-  def init_params(self, seed: int, encoder_params: Params | None = None) -> Params:
-    """Randomly initialised model; the encoder replaced by `encoder_params` if given.
+  def init_params(self, seed: int,
+                  encoder_params: Params | None = None) -> Params:
+    """Random init; the encoder replaced by `encoder_params` if given.
 
     The head's init depends only on `seed`, so a pretrained and a random-init
     run of one seed start from the same head.
     """
     dummy = np.zeros((1, self.recipe.max_len), np.int32)
-    params = self.model.init(
+    params = self._steps.model.init(
         jax.random.fold_in(jax.random.PRNGKey(seed), INIT_STREAM),
         dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
     params = jax.device_get(params)
@@ -178,19 +221,6 @@ class FineTuner:
       params = {**params, 'encoder': encoder_params}
     return params
 
-  def _train_step_impl(self, params, opt_state, features, targets, rng):
-    def loss_of(p):
-      outputs = self.model.apply({'params': p}, *(features[k] for k in FEATURES),
-                                 deterministic=False, rngs={'dropout': rng})
-      return loss_fn(self.kind, outputs, targets, features)
-    loss, grads = jax.value_and_grad(loss_of)(params)
-    updates, opt_state = self.optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  def _predict_impl(self, params, features):
-    return self.model.apply({'params': params}, *(features[k] for k in FEATURES),
-                            deterministic=True)
-
   def _batches(self, num: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
     rng = np.random.default_rng([seed, SHUFFLE_STREAM, epoch])
     order = rng.permutation(num)
@@ -203,7 +233,7 @@ class FineTuner:
     outputs = []
     for start in range(0, n, EVAL_BATCH_SIZE):
       index = np.arange(start, start + EVAL_BATCH_SIZE) % n   # pad by wrapping
-      out = self._predict(params, _rows(data, index)[0])
+      out = self._steps.predict(params, _rows(data, index)[0])
       outputs.append(jax.tree.map(
           lambda x: np.asarray(x)[:min(EVAL_BATCH_SIZE, n - start)], out))
     merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
@@ -222,16 +252,16 @@ class FineTuner:
     Stops early after `patience` epochs without improvement (0 disables).
     All main metrics are higher-is-better.
     """
-    opt_state = self.optimizer.init(params)
+    opt_state = self._steps.optimizer.init(params)
     dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), DROPOUT_STREAM)
     best, best_params, best_epoch, history = -math.inf, params, 0, []
     step = 0
     for epoch in range(1, self.recipe.epochs + 1):
       for index in self._batches(len(train), seed, epoch):
         features, targets = _rows(train, index)
-        params, opt_state, loss = self._train_step(
+        params, opt_state, loss = self._steps.train_step(
             params, opt_state, features, targets,
-            jax.random.fold_in(dropout_key, step))
+            jax.random.fold_in(dropout_key, step), self.learning_rates[step])
         step += 1
       if not np.isfinite(float(loss)):
         raise FloatingPointError(f'fine-tuning loss is {float(loss)} at epoch {epoch}, '

@@ -18,7 +18,7 @@ from lm_data.input_pipeline import dedup
 from lm_data.input_pipeline.sources import Document
 
 NGRAM_WORDS = 13
-# GPT-3 clamps its per-benchmark n to [8, 13]; shorter texts are too common.
+# GPT-3 used n of 8 to 13 words; a shorter sequence is too common to be a leak.
 MIN_EVAL_WORDS = 8
 # Ids of removed documents kept in the stats.
 MAX_REPORTED_IDS = 100

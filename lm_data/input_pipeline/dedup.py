@@ -32,6 +32,12 @@ SHINGLE_SIZE = 5
 JACCARD_THRESHOLD = 0.8
 # Shingle rows hashed at once ([rows, num_perm] uint64 = 64 MiB at 128 perms).
 _BLOCK_ROWS = 1 << 16
+# Weight of the false-positive area when choosing bands x rows (false
+# negatives get 1 - it). Candidates are verified by estimated Jaccard, so a
+# false positive costs only a comparison while a false negative keeps a
+# duplicate: at 0.2, 128 perms give 12 bands x 10 rows, which finds 93% of
+# pairs at Jaccard 0.85 and 99% at 0.9 (9 x 13 at 0.5: 69% and 93%).
+LSH_FALSE_POSITIVE_WEIGHT = 0.2
 # Grid points for integrating the LSH false positive / negative areas.
 _LSH_GRID = 1001
 _HASH_BYTES = 8
@@ -43,7 +49,7 @@ _SPACE_RE = re.compile(r'\s+')
 
 
 def words(text: str) -> list[str]:
-  """Normalised words: lowercase runs of word characters (punctuation dropped)."""
+  """Normalised words: lowercase runs of word characters, no punctuation."""
   return _WORD_RE.findall(text.lower())
 
 
@@ -197,10 +203,11 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-  """(bands, rows) with bands * rows <= num_perm minimising the sum of the
-  false positive and false negative areas of the S-curve 1-(1-s^r)^b
-  around `threshold` (the datasketch criterion)."""
+def lsh_params(threshold: float, num_perm: int,
+               fp_weight: float = LSH_FALSE_POSITIVE_WEIGHT) -> tuple[int, int]:
+  """(bands, rows) with bands * rows <= num_perm minimising the weighted
+  false positive and false negative areas of the S-curve 1-(1-s^r)^b on
+  either side of `threshold` (the datasketch criterion)."""
   if not 0.0 < threshold < 1.0:
     raise ValueError(f'threshold must be in (0, 1), got {threshold}')
   s = np.linspace(0.0, 1.0, _LSH_GRID)
@@ -209,8 +216,8 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
   for bands in range(1, num_perm + 1):
     for rows in range(1, num_perm // bands + 1):
       p = 1.0 - (1.0 - s**rows)**bands
-      err = (np.trapezoid(p[below], s[below]) +
-             np.trapezoid(1.0 - p[above], s[above]))
+      err = (fp_weight * np.trapezoid(p[below], s[below]) +
+             (1.0 - fp_weight) * np.trapezoid(1.0 - p[above], s[above]))
       if err < best_err:
         best, best_err = (bands, rows), err
   return best
@@ -257,7 +264,9 @@ def near_dedup(docs: Sequence[Document], *,
 
   Each cluster of documents linked by verified LSH pairs keeps its first
   document in input order. Documents without words are never near-duplicates
-  (exact dedup handles them).
+  (exact dedup handles them). With 5-gram shingles, editing a fraction f of
+  the words at random leaves Jaccard ~ q / (2 - q), q = (1 - f)^5: 1% -> 0.91,
+  2% -> 0.82, 3% -> 0.75; pass threshold=0.7 to catch 3% edits.
   """
   bands, rows = lsh_params(threshold, num_perm)
   sig = minhash_signatures([d.text for d in docs], num_perm=num_perm,

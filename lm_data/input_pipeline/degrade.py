@@ -6,11 +6,12 @@ their rate p means:
 - `word_shuffle`: each sentence (a run ending in . ! ? or a line end) of two or
   more words has its words shuffled with probability p; terminal punctuation
   stays at the end.
-- `boilerplate`: each paragraph (blank-line separated; a document without blank
-  lines is one paragraph) gets a boilerplate line before it with probability
-  p. The lines are this module's own synthetic strings (`BOILERPLATE_LINES`).
-- `markup`: each paragraph is wrapped in an HTML-like template with
-  probability p (`MARKUP_TEMPLATES`).
+- `boilerplate`: each block gets a boilerplate line before it with probability
+  p. Blocks are paragraphs (blank-line separated), or the lines of a document
+  without blank lines (Bible chapters hold one verse per line). The lines are
+  this module's own synthetic strings (`BOILERPLATE_LINES`).
+- `markup`: each block is wrapped in an HTML-like template with probability p
+  (`MARKUP_TEMPLATES`).
 - `char_noise`: each non-space character gets a typo with probability p: a
   substitution, deletion, insertion (after it) or swap with the next character,
   equally likely. Whitespace is never touched, so lines and paragraphs stay.
@@ -58,6 +59,7 @@ KINDS = ('word_shuffle', 'boilerplate', 'markup', 'char_noise')
 _SENTENCE_RE = re.compile(r'[^.!?\n]+[.!?]*')
 _TERMINAL = '.!?'
 _PARAGRAPH_SEP_RE = re.compile(r'(\n[ \t]*\n\s*)')
+_LINE_SEP_RE = re.compile(r'(\n)')
 _ALPHABET = np.frombuffer(TYPO_ALPHABET.encode('utf-32-le'), dtype=np.uint32)
 
 
@@ -98,15 +100,18 @@ def word_shuffle(text: str, p: float, rng: np.random.Generator
                            'chars_changed': chars}
 
 
-def _paragraphs(text: str) -> list[str]:
-  """Alternating [paragraph, separator, paragraph, ...]."""
-  return _PARAGRAPH_SEP_RE.split(text)
+def _blocks(text: str) -> list[str]:
+  """Alternating [block, separator, block, ...] (see the module docstring)."""
+  parts = _PARAGRAPH_SEP_RE.split(text)
+  if sum(bool(p.strip()) for p in parts[::2]) > 1:
+    return parts
+  return _LINE_SEP_RE.split(text)
 
 
 def boilerplate(text: str, p: float, rng: np.random.Generator
                 ) -> tuple[str, dict[str, int]]:
-  """Puts a synthetic boilerplate line before each paragraph w.p. p."""
-  parts = _paragraphs(text)
+  """Puts a synthetic boilerplate line before each block w.p. p."""
+  parts = _blocks(text)
   units = changed = chars = 0
   for i in range(0, len(parts), 2):
     if not parts[i].strip():
@@ -123,8 +128,8 @@ def boilerplate(text: str, p: float, rng: np.random.Generator
 
 def markup(text: str, p: float, rng: np.random.Generator
            ) -> tuple[str, dict[str, int]]:
-  """Wraps each paragraph in an HTML-like template w.p. p."""
-  parts = _paragraphs(text)
+  """Wraps each block in an HTML-like template w.p. p."""
+  parts = _blocks(text)
   units = changed = chars = 0
   for i in range(0, len(parts), 2):
     if not parts[i].strip():

@@ -143,7 +143,7 @@ def _blocked_forward(q, k, v, seg_q, seg_k, rng, *, block_q, block_k, dtype,
 
     init = (jnp.full((batch, heads, block_q), _MASK_VALUE, jnp.float32),
             jnp.zeros((batch, heads, block_q), jnp.float32),
-            jnp.zeros((batch, heads, block_q, head_dim), jnp.float32))
+            jnp.zeros((batch, heads, block_q, v.shape[-1]), jnp.float32))
     (row_max, row_sum, acc), _ = jax.lax.scan(
         k_step, init, (jnp.arange(kb.shape[0]), kb, vb, skb))
     has_key = row_sum > 0.0
@@ -161,7 +161,7 @@ def _blocked_forward(q, k, v, seg_q, seg_k, rng, *, block_q, block_k, dtype,
                                (jnp.arange(qb.shape[0]), qb, sqb))
   # out: [nq, B, N, bq, D] -> [B, Sq, N, D].
   out = jnp.moveaxis(out, 0, 1).transpose(0, 1, 3, 2, 4)
-  out = out.reshape(batch, -1, heads, head_dim)[:, :len_q]
+  out = out.reshape(batch, -1, heads, v.shape[-1])[:, :len_q]
   return out, lse
 
 
@@ -230,7 +230,7 @@ def _blocked_bwd(block_q, block_k, dtype, dropout_rate, residuals, d_out):
       return (d_k, d_v), d_q_i
 
     init = (jnp.zeros((batch, block_k, heads, head_dim), jnp.float32),
-            jnp.zeros((batch, block_k, heads, head_dim), jnp.float32))
+            jnp.zeros((batch, block_k, heads, v.shape[-1]), jnp.float32))
     (d_k, d_v), d_q_blocks = jax.lax.scan(
         q_step, init, (jnp.arange(qb.shape[0]), qb, dob, sqb, lse, deltab))
     return d_q + d_q_blocks, (d_k, d_v)
@@ -241,7 +241,7 @@ def _blocked_bwd(block_q, block_k, dtype, dropout_rate, residuals, d_out):
 
   def unblock(x, length):
     x = jnp.moveaxis(x, 0, 1)
-    return x.reshape(batch, -1, heads, head_dim)[:, :length]
+    return x.reshape(batch, -1, heads, x.shape[-1])[:, :length]
 
   d_q = unblock(d_q, len_q) * scale  # q entered the scores pre-scaled.
   d_k = unblock(d_k, len_k)

@@ -127,9 +127,9 @@ def _synthetic(n, seed):
 @pytest.fixture(scope='module')
 def tuned():
   tok = fakes.FakeTokenizer()
-  train = encoding.encode(tok, 'classification', _synthetic(192, 0), 16)
+  train = encoding.encode(tok, 'classification', _synthetic(512, 0), 16)
   dev = encoding.encode(tok, 'classification', _synthetic(64, 1), 16)
-  recipe = base.Recipe(learning_rate=3e-3, epochs=4, batch_size=32, max_len=16)
+  recipe = base.Recipe(learning_rate=1e-2, epochs=3, batch_size=32, max_len=16)
   tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe,
                             len(train))
   fits = [tuner.fit(tuner.init_params(0), train, dev, seed=0,

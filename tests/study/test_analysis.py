@@ -134,7 +134,10 @@ def test_domain_sensitivity():
 
 def test_domain_inclusion_from_leave_one_out():
   both = ('legal', 'literature', 'religious')
-  licences = lambda scores: fixtures.task_result(scores, 'macro_f1', 'legal')
+
+  def licences(scores):
+    return fixtures.task_result(scores, 'macro_f1', 'legal')
+
   arms = fixtures.domain_arms() + [
       fixtures.arm('mix', fixtures.recipe(both), 10**6, 3.9,
                    {'licences': licences([0.70, 0.71, 0.69])}),

@@ -89,14 +89,15 @@ def test_linear_warmup_then_linear_decay():
 
 
 def test_two_layer_model_overfits_one_batch():
-  cfg, model, tx, schedule, state = _setup(learning_rate=3e-3, warmup_steps=10,
-                                            num_train_steps=400, schedule='constant')
-  step = steps.make_jit_train_step(model, tx, schedule, steps.make_mesh())
+  cfg, model, tx, schedule, state = _setup(learning_rate=1e-2, warmup_steps=5,
+                                            num_train_steps=100, schedule='constant')
+  step = steps.make_jit_train_step(model, tx, schedule,
+                                   steps.make_mesh(jax.devices()[:1]))
   batch = fixtures.mlm_batch(3, vocab=VOCAB)
   for _ in range(cfg.train.num_train_steps):
     state, m = step(state, batch)
   loss = float(m['loss_sum'] / m['weight_sum'])
-  assert loss < 0.05, loss
+  assert loss < 0.01, loss  # from ~log(64) = 4.2 at init
   assert float(m['correct_sum']) == float(m['weight_sum'])
 
 

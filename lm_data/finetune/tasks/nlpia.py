@@ -128,14 +128,14 @@ def read_dialog(path: pathlib.Path) -> base.TaskData:
 TASKS = (
     base.Task(name='trec', kind='classification', main_metric='accuracy',
               label_names=TREC_LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=4, max_len=32),
+              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=32),
               load=lambda: read_trec(fetch.fetch(ARCHIVE)), description=__doc__),
     base.Task(name='sms_spam', kind='classification', main_metric='mcc',
               label_names=SMS_LABELS,
-              recipe=base.Recipe(learning_rate=5e-4, epochs=3, max_len=64),
+              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_sms(fetch.fetch(ARCHIVE)), description=__doc__),
     base.Task(name='dialog_reply', kind='pair_classification',
               main_metric='accuracy', label_names=DIALOG_LABELS,
-              recipe=base.Recipe(learning_rate=5e-4, epochs=3, max_len=64),
+              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_dialog(fetch.fetch(ARCHIVE)), description=__doc__),
 )

@@ -129,6 +129,6 @@ TASKS = (
               load=lambda: read_pos(fetch.fetch(ARCHIVE)), description=__doc__),
     base.Task(name='hedge', kind='classification', main_metric='accuracy',
               label_names=HEDGE_LABELS,
-              recipe=base.Recipe(learning_rate=5e-4, epochs=3, max_len=64),
+              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_hedge(fetch.fetch(ARCHIVE)), description=__doc__),
 )

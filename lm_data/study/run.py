@@ -1,0 +1,239 @@
+"""The study loop: for each arm prepare data -> pretrain -> fine-tune; then report.
+
+Every step is resumable: prepared data is cached by recipe hash, pretraining
+resumes from the arm's latest checkpoint, fine-tuning results on disk are not
+recomputed, and an arm whose `arm_result.json` exists is skipped.
+"""
+
+import json
+import math
+import pathlib
+import re
+
+import jax
+import ml_collections
+from absl import logging
+from jax.experimental import multihost_utils
+
+from lm_data.finetune import run as finetune_run
+from lm_data.finetune import tasks as tasks_lib
+from lm_data.input_pipeline import loader
+from lm_data.input_pipeline import masking
+from lm_data.input_pipeline import prepare as prepare_lib
+from lm_data.input_pipeline import sampling
+from lm_data.input_pipeline import tokenizer as tokenizer_lib
+from lm_data.study import report as report_lib
+from lm_data.train import checkpoint
+from lm_data.train import trainer
+
+ARM_RESULT = 'arm_result.json'
+ARM_NAME = re.compile(r'^[A-Za-z0-9_.+-]+$')
+# Purposes folded into config.seed so data order and masking are independent streams.
+LOADER_SEED_PURPOSE = 0x10AD
+EVAL_MASK_SEED_PURPOSE = 0xE7A1
+CONTROLS_ARM = 'controls'
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix('.tmp')
+  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+  tmp.replace(path)
+
+
+def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+  """The arms to run, after checks that fail before any work."""
+  names = [arm.name for arm in config.arms]
+  if not names:
+    raise ValueError('config.arms is empty; an ablation needs at least one arm')
+  dupes = sorted({n for n in names if names.count(n) > 1})
+  if dupes:
+    raise ValueError(f'duplicate arm names {dupes}; arm names must be unique')
+  for name in names:
+    if not ARM_NAME.match(name):
+      raise ValueError(f'arm name {name!r} must match {ARM_NAME.pattern} (it is a folder name)')
+  if config.arm and config.arm not in names:
+    raise ValueError(f'unknown arm {config.arm!r}; known: {", ".join(names)}')
+  for arm in config.arms:
+    fraction = arm.data.budget_fraction
+    if not 0 < fraction <= 1:
+      raise ValueError(f'arm {arm.name}: data.budget_fraction={fraction} must be in (0, 1]')
+    if fraction < 1 and arm.data.token_budget:
+      raise ValueError(f'arm {arm.name}: set data.token_budget or data.budget_fraction, not both')
+    prepare_lib.Recipe.from_config(_recipe_fields(arm.data, budget=None))
+  for name in config.finetune.tasks:
+    tasks_lib.get_task(name)
+  trainer.model_config_for(config, config.tokenizer.vocab_size)
+  if config.train.parallelism not in trainer.PARALLELISM:
+    raise ValueError(f'unknown train.parallelism {config.train.parallelism!r}; '
+                     f'known: {", ".join(trainer.PARALLELISM)}')
+  return [a for a in config.arms if not config.arm or a.name == config.arm]
+
+
+def _recipe_fields(data: ml_collections.ConfigDict, budget: int | None) -> dict:
+  """Config recipe -> prepare.Recipe fields (budget resolved by the study)."""
+  return dict(domains=list(data.domains), weights=data.weights, token_budget=budget,
+              seed=data.seed, quality=list(data.quality), degrade=dict(data.degrade),
+              decontaminate=data.decontaminate, tfds_name=data.tfds_name or None)
+
+
+class Study:
+  """Shared state of one ablation run: tokenizer, eval texts, held-out domains."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    self.config = config
+    self.workdir = workdir
+    self.is_main = jax.process_index() == 0
+    self.cache = pathlib.Path(config.cache_dir) if config.cache_dir else None
+    self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
+    tasks = list(config.finetune.tasks) or list(tasks_lib.LOCAL_TASKS)
+    needs_texts = any(arm.data.decontaminate for arm in config.arms)
+    self.eval_texts = tasks_lib.eval_texts(tasks) if needs_texts else ()
+    tc = config.tokenizer
+    self.tokenizer_path = prepare_lib.train_shared_tokenizer(
+        self.domains, workdir / 'tokenizer' / 'spm.model', vocab_size=tc.vocab_size,
+        model_type=tc.model_type, max_chars=tc.max_chars, seed=config.seed)
+    self.tokenizer = tokenizer_lib.Tokenizer.load(self.tokenizer_path)
+    self.mask_cfg = masking.MaskConfig(
+        vocab_size=self.tokenizer.vocab_size, mask_rate=config.mask.mask_rate,
+        max_predictions=config.mask.max_predictions,
+        special_ids=self.tokenizer.special_ids, mask_id=self.tokenizer.mask_id)
+
+  def prepare(self, data: ml_collections.ConfigDict, budget: int | None):
+    return prepare_lib.prepare(
+        _recipe_fields(data, budget), self.tokenizer, seq_len=self.config.seq_len,
+        eval_texts=self.eval_texts, cache=self.cache, held_out_domains=self.domains)
+
+  def budgets(self, arms) -> dict[str, int | None]:
+    """Token budget per arm: explicit, a fraction of its corpus, or the smallest arm's."""
+    corpus = {}
+    for arm in arms:
+      if arm.data.token_budget:
+        corpus[arm.name] = arm.data.token_budget
+      else:
+        total = self.prepare(arm.data, None).stats['train']['tokens']
+        corpus[arm.name] = (total if arm.data.budget_fraction >= 1
+                            else math.floor(total * arm.data.budget_fraction))
+    if self.config.get('equal_budget'):
+      smallest = min(corpus.values())
+      logging.info('equal budget: %d tokens per arm (smallest arm)', smallest)
+      return {name: smallest for name in corpus}
+    return corpus
+
+  def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int, n: int):
+    """Prepare -> pretrain -> fine-tune one arm; returns its record or None if stopped."""
+    c = self.config
+    arm_dir = self.workdir / 'arms' / arm.name
+    logging.info('arm %d/%d: %s (budget %s tokens)', k, n, arm.name, budget)
+    prepared = self.prepare(arm.data, budget)
+    unique_tokens = prepared.stats['train']['tokens']
+    rows = prepared.train.num_rows
+    arm_cfg = ml_collections.ConfigDict(c.to_dict())
+    if arm.epochs:
+      arm_cfg.train.num_train_steps = max(
+          1, math.ceil(arm.epochs * rows / c.train.global_batch_size))
+    steps = arm_cfg.train.num_train_steps
+    tokens_seen = steps * c.train.global_batch_size * c.seq_len
+    data_stats = {**prepared.stats, 'epochs': sampling.epochs_for(tokens_seen, unique_tokens),
+                  'prepared_path': str(prepared.path)}
+    if self.is_main:
+      _write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
+                                            'num_train_steps': steps})
+      _write_json(arm_dir / 'data_stats.json', data_stats)
+
+    train_iter = loader.make_train_iterator(
+        prepared, global_batch_size=c.train.global_batch_size,
+        seed=masking.derive_seed(c.seed, LOADER_SEED_PURPOSE), mask_cfg=self.mask_cfg,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    eval_sets = {
+        d: loader.eval_batches(
+            prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.mask_cfg,
+            seed=masking.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
+            process_index=jax.process_index(), process_count=jax.process_count())
+        for d in self.domains}
+    meta = {'arm': arm.name, 'tokenizer_path': str(self.tokenizer_path.absolute()),
+            'tokenizer_sha256': self.tokenizer.sha256, 'config': arm_cfg.to_dict(),
+            'vocab_size': self.tokenizer.vocab_size}
+    try:
+      result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
+                                eval_sets=eval_sets, vocab_size=self.tokenizer.vocab_size,
+                                meta=meta)
+    finally:
+      train_iter.close()
+    if not result.finished:
+      return None
+
+    tasks = {}
+    if self.is_main:
+      ft = ml_collections.ConfigDict(c.finetune.to_dict())
+      ft.controls = False
+      summary = finetune_run.evaluate_checkpoint(ft, arm_dir / 'checkpoints',
+                                                 arm_dir / 'eval', arm=arm.name)
+      tasks = task_scores(summary, 'pretrained')
+    record = {'arm': arm.name, 'recipe': arm.data.to_dict(), 'budget': budget,
+              'unique_tokens': unique_tokens, 'tokens_seen': tokens_seen,
+              'epochs': data_stats['epochs'], 'steps': steps,
+              'train_flops': result.train_flops, 'data_stats': data_stats,
+              'heldout': result.heldout, 'tasks': tasks}
+    if self.is_main:
+      _write_json(arm_dir / ARM_RESULT, record)
+    return record
+
+  def controls(self, first_arm: str) -> dict:
+    """Random-init encoder and majority/mean baseline, once per ablation.
+
+    They do not depend on the pretraining data, only on the tokenizer and the
+    model size, which all arms share; the first arm's checkpoint provides both.
+    """
+    ft = ml_collections.ConfigDict(self.config.finetune.to_dict())
+    if not ft.controls:
+      return {}
+    pretrained = checkpoint.load_pretrained(
+        self.workdir / 'arms' / first_arm / 'checkpoints')
+    summary = finetune_run.evaluate_controls(ft, pretrained,
+                                             self.workdir / CONTROLS_ARM / 'eval')
+    return {'random_init': task_scores(summary, 'random'),
+            'baseline': task_scores(summary, 'baseline')}
+
+
+def task_scores(summary: dict, init: str) -> dict:
+  """Fine-tuning summary -> {task: main metric on test: scores, mean, std, ci95}."""
+  out = {}
+  for name, task in summary['tasks'].items():
+    stats = task['inits'].get(init)
+    if not stats:
+      continue
+    metric = task['main_metric']
+    test = stats['test'][metric]
+    out[name] = {'main_metric': metric, 'domain': task.get('domain'),
+                 'kind': task.get('kind'), 'scores': test.get('values'),
+                 'mean': test['mean'], 'std': test['std'], 'ci95': test['ci95']}
+  return out
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
+  """Runs (or resumes) every selected arm, the controls and the report."""
+  workdir = pathlib.Path(workdir)
+  arms = select_arms(config)
+  study = Study(config, workdir)
+  if study.is_main:
+    _write_json(workdir / 'config.json', config.to_dict())
+  budgets = study.budgets(arms)
+  records = []
+  for k, arm in enumerate(arms, 1):
+    path = workdir / 'arms' / arm.name / ARM_RESULT
+    if path.exists():
+      logging.info('arm %d/%d: %s already finished', k, len(arms), arm.name)
+      records.append(json.loads(path.read_text()))
+      continue
+    record = study.run_arm(arm, budgets[arm.name], k, len(arms))
+    if record is None:
+      logging.warning('stopped during arm %s; re-run the same command to resume', arm.name)
+      return None
+    records.append(record)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('arms done')
+  if not study.is_main or config.arm:
+    return None  # a single arm of a job array: the report is made by a full run
+  controls = study.controls(arms[0].name)
+  return report_lib.write_report(workdir, config, records, controls)

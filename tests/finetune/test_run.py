@@ -1,0 +1,100 @@
+"""The entry point: checkpoint discovery, recipes, result files and resume."""
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from lm_data.finetune import run
+from lm_data.finetune import trainer
+from lm_data.finetune.tasks import base
+from lm_data.train import checkpoint
+from tests.finetune import fakes
+from tests.finetune import test_trainer
+
+
+def _config(**overrides):
+  return run.settings(ml_collections.ConfigDict(overrides))
+
+
+def test_find_checkpoints(tmp_path):
+  for arm in ('b', 'a'):
+    (tmp_path / 'arms' / arm / 'checkpoints').mkdir(parents=True)
+  (tmp_path / 'arms' / 'no_ckpt').mkdir()
+  found = run.find_checkpoints(tmp_path)
+  assert [name for name, _ in found] == ['a', 'b']
+  assert run.find_checkpoints(tmp_path, arms=['b']) == [
+      ('b', tmp_path / 'arms' / 'b' / 'checkpoints')]
+  with pytest.raises(ValueError, match="unknown arm.*'?c'?.*known: a, b"):
+    run.find_checkpoints(tmp_path, arms=['c'])
+  single = tmp_path / 'arms' / 'a' / 'checkpoints'
+  assert run.find_checkpoints(single) == [('a', single)]
+  assert run.find_checkpoints(single, arm='x') == [('x', single)]
+  with pytest.raises(FileNotFoundError, match='config.checkpoint'):
+    run.find_checkpoints(tmp_path / 'missing')
+
+
+def test_task_recipe_overrides_and_max_len_cap():
+  task = base.Task('t', 'classification', 'accuracy', ('a', 'b'),
+                   base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+                   load=lambda: None, description='')
+  config = _config(overrides={'*': {'epochs': 1, 'max_train_examples': 10},
+                              't': {'learning_rate': 0.5}})
+  recipe, max_train, max_eval = run.task_recipe(task, config, 32)
+  assert recipe == base.Recipe(learning_rate=0.5, epochs=1, max_len=32)
+  assert (max_train, max_eval) == (10, run.DEFAULTS['max_eval_examples'])
+  with pytest.raises(ValueError, match="unknown override.*epoch.*known: .*epochs"):
+    run.task_recipe(task, _config(overrides={'t': {'epoch': 1}}), 32)
+
+
+def test_cap_is_deterministic_subsample():
+  items = list(range(100))
+  capped = run.cap(items, 10)
+  assert capped == run.cap(items, 10) and len(set(capped)) == 10
+  assert capped == sorted(capped) and capped != items[:10]
+  assert run.cap(items, 0) == items and run.cap(items, 200) == items
+
+
+def test_run_task_writes_results_controls_and_resumes(tmp_path):
+  """End to end on a synthetic task: files, schema, baseline, resume."""
+  model_config = fakes.tiny_config()
+  recipe = base.Recipe(learning_rate=1e-2, epochs=2, batch_size=32, max_len=16)
+  examples = test_trainer._synthetic(600, 0)
+  splits = {'train': examples[:400], 'dev': examples[400:500],
+            'test': examples[500:], 'test_extra': examples[500:520]}
+  task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
+                   recipe, load=lambda: base.TaskData(splits), description='')
+  tuner = trainer.FineTuner('classification', model_config, 2, recipe, 400)
+  encoder = jax.device_get(tuner.init_params(123)['encoder'])
+  pretrained = checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok',
+                                     step=7, meta={})
+  config = _config(seeds=1, max_eval_examples=50)
+  task_dir = tmp_path / 'eval' / task.name
+  run.run_task(task, task.load(), pretrained=pretrained,
+               tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
+               arm='arm0')
+  assert sorted(p.name for p in task_dir.iterdir()) == [
+      'baseline.json', 'random_seed_0.json', 'seed_0.json']
+  result = json.loads((task_dir / 'seed_0.json').read_text())
+  for key in ('arm', 'task', 'seed', 'init', 'metrics', 'main_metric',
+              'best_epoch', 'train_examples', 'seconds'):
+    assert key in result
+  assert (result['arm'], result['init'], result['seed']) == ('arm0', 'pretrained', 0)
+  assert set(result['metrics']) == {'dev', 'test', 'test_extra'}
+  assert result['split_sizes']['dev'] == 50 and result['train_examples'] == 400
+  baseline = json.loads((task_dir / 'baseline.json').read_text())
+  assert baseline['init'] == 'baseline' and baseline['seed'] is None
+  assert result['metrics']['test']['accuracy'] > baseline['metrics']['test']['accuracy']
+
+  summary = run.summarise(task_dir)
+  assert set(summary) == {'pretrained', 'random', 'baseline'}
+  assert summary['pretrained']['test']['accuracy']['mean'] == pytest.approx(
+      result['metrics']['test']['accuracy'])
+
+  before = {p.name: p.stat().st_mtime_ns for p in task_dir.iterdir()}
+  run.run_task(task, task.load(), pretrained=pretrained,
+               tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
+               arm='arm0')
+  assert before == {p.name: p.stat().st_mtime_ns for p in task_dir.iterdir()}

@@ -1,0 +1,298 @@
+"""BERT encoder and MLM head against numpy implementations of the equations."""
+
+import dataclasses
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm_data.models import bert
+from lm_data.models import presets
+
+_CONFIG = bert.BertConfig(vocab_size=50, hidden_size=32, num_layers=2,
+                          num_heads=2, intermediate_size=64, max_len=16)
+_BATCH, _SEQ, _PREDICTIONS = 2, 10, 3
+_F32_TOL = 1e-4
+_BF16_TOL = 0.1
+_PARAM_NOISE = 0.1  # Perturbs init (zero biases, unit LN) so every param counts.
+
+
+def _batch(seed=0):
+  rng = np.random.default_rng(seed)
+  input_ids = rng.integers(5, _CONFIG.vocab_size, (_BATCH, _SEQ), np.int32)
+  # Row 0: documents of 4 and 3 tokens packed, then padding; row 1: one doc.
+  segment_ids = np.array([[1, 1, 1, 1, 2, 2, 2, 0, 0, 0], [1] * _SEQ],
+                         np.int32)
+  position_ids = np.array([[0, 1, 2, 3, 0, 1, 2, 0, 0, 0], range(_SEQ)],
+                          np.int32)
+  type_ids = np.array([[0] * _SEQ, [0] * 5 + [1] * 5], np.int32)
+  mlm_positions = np.array([[0, 5, 6], [9, 2, 2]], np.int32)
+  return input_ids, type_ids, position_ids, segment_ids, mlm_positions
+
+
+def _init(model, batch, seed=0):
+  params = jax.jit(functools.partial(model.init, deterministic=True))(
+      jax.random.key(seed), *batch)
+  noise = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda x: x + _PARAM_NOISE * noise.normal(size=x.shape).astype(x.dtype),
+      params)
+
+
+def _apply(model, params, batch, *, deterministic=True, rng=None):
+  rngs = {'dropout': rng} if rng is not None else {}
+  return jax.jit(lambda p, b: model.apply(p, *b, deterministic=deterministic,
+                                          rngs=rngs))(params, batch)
+
+
+# --- numpy reference -------------------------------------------------------
+
+
+def _np_layer_norm(x, p, eps):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * p['scale'] + p['bias']
+
+
+def _np_act(name, x):
+  if name == 'relu':
+    return np.maximum(x, 0)
+  return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def _np_attention(q, k, v, seg):
+  s = np.einsum('bqnd,bknd->bnqk', q, k) / math.sqrt(q.shape[-1])
+  allowed = (seg[:, None, :, None] == seg[:, None, None, :]) & (
+      seg[:, None, :, None] != 0)
+  s = np.where(allowed, s, -np.inf)
+  row_max = np.where(allowed.any(-1, keepdims=True),
+                     s.max(-1, keepdims=True), 0)
+  p = np.where(allowed, np.exp(s - row_max), 0)
+  p = p / np.maximum(p.sum(-1, keepdims=True), 1e-30)
+  return np.einsum('bnqk,bknd->bqnd', p, v)
+
+
+def _np_dense(x, p):
+  return x @ p['kernel'] + p['bias']
+
+
+def _np_encoder_layer(h, seg, p, cfg):
+  """H̃ = LN(H + Attn(H) W_O);  H = LN(H̃ + f(H̃ W₁) W₂)."""
+  batch, seq, hidden = h.shape
+  qkv_kernel = p['attention']['qkv']['kernel']  # [3, H, N, D]
+  qkv_bias = p['attention']['qkv']['bias']  # [3, N, D]
+  q, k, v = (np.einsum('bsh,hnd->bsnd', h, qkv_kernel[i]) + qkv_bias[i]
+             for i in range(3))
+  ctx = _np_attention(q, k, v, seg).reshape(batch, seq, hidden)
+  w_o = p['attention']['out']['kernel'].reshape(hidden, hidden)
+  attn = ctx @ w_o + p['attention']['out']['bias']
+  h = _np_layer_norm(h + attn, p['attention_ln'], cfg.layer_norm_eps)
+  ffn = _np_dense(_np_act(cfg.activation, _np_dense(h, p['mlp_in'])),
+                  p['mlp_out'])
+  return _np_layer_norm(h + ffn, p['output_ln'], cfg.layer_norm_eps)
+
+
+def _np_encoder(params, batch, cfg):
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  input_ids, type_ids, position_ids, segment_ids = batch[:4]
+  x = (p['token_embed']['embedding'][input_ids]
+       + p['position_embed']['embedding'][position_ids]
+       + p['type_embed']['embedding'][type_ids])
+  h = _np_layer_norm(x, p['embed_ln'], cfg.layer_norm_eps)
+  for i in range(cfg.num_layers):
+    h = _np_encoder_layer(h, segment_ids, p[f'layer_{i}'], cfg)
+  return h
+
+
+# --- presets and config ----------------------------------------------------
+
+
+@pytest.mark.parametrize('name,layers,hidden', [
+    ('tiny', 2, 128), ('mini', 4, 256), ('small', 4, 512),
+    ('medium', 8, 512), ('base', 12, 768), ('large', 24, 1024)])
+def test_presets(name, layers, hidden):
+  cfg = presets.make_config(name, vocab_size=8192)
+  assert (cfg.num_layers, cfg.hidden_size) == (layers, hidden)
+  assert cfg.num_heads == hidden // 64
+  assert cfg.intermediate_size == 4 * hidden
+  assert cfg.vocab_size == 8192
+
+
+def test_make_config_overrides_and_errors():
+  cfg = presets.make_config('tiny', 100, dtype='bfloat16', activation='relu')
+  assert cfg.dtype == jnp.bfloat16 and cfg.activation == 'relu'
+  with pytest.raises(ValueError, match="unknown model preset 'mnii'; known: "
+                     'tiny, mini'):
+    presets.make_config('mnii', 100)
+  with pytest.raises(ValueError, match='unknown BertConfig field.*hiden_size'):
+    presets.make_config('tiny', 100, hiden_size=3)
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('activation', 'swish', 'unknown activation'),
+    ('attention', 'flash', 'unknown attention'),
+    ('num_heads', 3, 'not divisible'),
+    ('dtype', 'float16', 'unsupported compute dtype')])
+def test_config_rejects_bad_values(field, value, match):
+  with pytest.raises(ValueError, match=match):
+    dataclasses.replace(_CONFIG, **{field: value})
+
+
+# --- modules ---------------------------------------------------------------
+
+
+def test_shapes_and_dtypes():
+  batch = _batch()
+  for dtype in (jnp.float32, jnp.bfloat16):
+    cfg = dataclasses.replace(_CONFIG, dtype=dtype)
+    encoder, mlm = bert.BertEncoder(cfg), bert.BertForMLM(cfg)
+    h = _apply(encoder, _init(encoder, batch[:4]), batch[:4])
+    chex.assert_shape(h, (_BATCH, _SEQ, cfg.hidden_size))
+    chex.assert_type(h, dtype)
+    logits = _apply(mlm, _init(mlm, batch), batch)
+    chex.assert_shape(logits, (_BATCH, _PREDICTIONS, cfg.vocab_size))
+    chex.assert_type(logits, jnp.float32)
+
+
+def test_init_follows_bert():
+  model = bert.BertForMLM(_CONFIG)
+  params = model.init(jax.random.key(0), *_batch(), deterministic=True)
+  for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = jax.tree_util.keystr(path)
+    chex.assert_type(x, jnp.float32)
+    x = np.asarray(x)
+    if "['scale']" in name:
+      np.testing.assert_array_equal(x, 1.0, err_msg=name)
+    elif "['bias']" in name:
+      np.testing.assert_array_equal(x, 0.0, err_msg=name)
+    else:  # Kernels and embeddings: truncated normal, std 0.02, |x| <= 2σ.
+      assert np.abs(x).max() <= 2 * _CONFIG.initializer_range + 1e-6, name
+      if x.size > 1000:
+        assert 0.015 < x.std() < 0.025, name
+
+
+@pytest.mark.parametrize('activation', ['gelu', 'relu'])
+def test_encoder_layer_matches_numpy(activation):
+  cfg = dataclasses.replace(_CONFIG, activation=activation)
+  layer = bert.EncoderLayer(cfg)
+  rng = np.random.default_rng(1)
+  h = rng.normal(size=(_BATCH, _SEQ, cfg.hidden_size)).astype(np.float32)
+  seg = _batch()[3]
+  params = _init(layer, (h, seg, None))
+  got = jax.jit(lambda p: layer.apply(p, h, seg, None, deterministic=True))(
+      params)
+  want = _np_encoder_layer(h.astype(np.float64), seg,
+                           jax.tree.map(np.asarray, params['params']), cfg)
+  np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_relu_differs_from_gelu():
+  batch = _batch()
+  encoder = bert.BertEncoder(_CONFIG)
+  params = _init(encoder, batch[:4])
+  relu = bert.BertEncoder(dataclasses.replace(_CONFIG, activation='relu'))
+  assert np.abs(_apply(encoder, params, batch[:4])
+                - _apply(relu, params, batch[:4])).max() > 1e-3
+
+
+@pytest.mark.parametrize('attention', ['dense', 'blocked'])
+def test_encoder_matches_numpy(attention):
+  cfg = dataclasses.replace(_CONFIG, attention=attention,
+                            attention_block_size=4)
+  batch = _batch()
+  encoder = bert.BertEncoder(cfg)
+  params = _init(encoder, batch[:4])
+  got = _apply(encoder, params, batch[:4])
+  want = _np_encoder(params['params'], batch, cfg)
+  np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_packed_documents_do_not_interact():
+  batch = _batch()
+  encoder = bert.BertEncoder(_CONFIG)
+  params = _init(encoder, batch[:4])
+  packed = np.asarray(_apply(encoder, params, batch[:4]))[0]
+  input_ids = batch[0][0]
+  for start, stop in ((0, 4), (4, 7)):
+    length = stop - start
+    alone = tuple(x[None] for x in (
+        input_ids[start:stop], np.zeros(length, np.int32),
+        np.arange(length, dtype=np.int32), np.ones(length, np.int32)))
+    np.testing.assert_allclose(packed[start:stop],
+                               np.asarray(_apply(encoder, params, alone))[0],
+                               atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_mlm_logits_match_numpy():
+  batch = _batch()
+  model = bert.BertForMLM(_CONFIG)
+  params = _init(model, batch)
+  got = _apply(model, params, batch)
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params['params'])
+  hidden = _np_encoder(params['params']['encoder'], batch, _CONFIG)
+  x = np.take_along_axis(hidden, batch[4][..., None], axis=1)
+  head = p['mlm_head']
+  x = _np_layer_norm(_np_act('gelu', _np_dense(x, head['transform'])),
+                     head['transform_ln'], _CONFIG.layer_norm_eps)
+  want = (x @ p['encoder']['token_embed']['embedding'].T
+          + head['output_bias'])
+  np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_decoder_is_tied_to_token_embedding():
+  batch = _batch()
+  model = bert.BertForMLM(_CONFIG)
+  params = model.init(jax.random.key(0), *batch, deterministic=True)
+  vocab_sized = [jax.tree_util.keystr(path) for path, x in
+                 jax.tree_util.tree_flatten_with_path(params)[0]
+                 if _CONFIG.vocab_size in x.shape]
+  assert vocab_sized == ["['params']['encoder']['token_embed']['embedding']",
+                         "['params']['mlm_head']['output_bias']"]
+  # The decoder reaches every embedding row, also ids absent from the input.
+  grads = jax.jit(jax.grad(lambda p: jax.nn.logsumexp(model.apply(
+      p, *batch, deterministic=True), axis=-1).sum()))(params)
+  embed_grad = np.asarray(
+      grads['params']['encoder']['token_embed']['embedding'])
+  unused = np.setdiff1d(np.arange(_CONFIG.vocab_size), batch[0])
+  assert (np.abs(embed_grad[unused]).sum(-1) > 0).all()
+
+
+def test_bf16_close_to_f32():
+  batch = _batch()
+  model = bert.BertForMLM(_CONFIG)
+  params = _init(model, batch)
+  f32 = _apply(model, params, batch)
+  bf16 = _apply(bert.BertForMLM(dataclasses.replace(_CONFIG,
+                                                    dtype=jnp.bfloat16)),
+                params, batch)
+  chex.assert_trees_all_equal_dtypes(f32, bf16)
+  np.testing.assert_allclose(bf16, f32, atol=_BF16_TOL * np.abs(f32).max())
+
+
+def test_dropout_only_when_not_deterministic():
+  batch = _batch()
+  model = bert.BertForMLM(_CONFIG)
+  params = _init(model, batch)
+  plain = _apply(model, params, batch)
+  det = _apply(model, params, batch, rng=jax.random.key(1))
+  np.testing.assert_array_equal(det, plain)
+  a = _apply(model, params, batch, deterministic=False, rng=jax.random.key(1))
+  b = _apply(model, params, batch, deterministic=False, rng=jax.random.key(2))
+  assert np.abs(a - plain).max() > 1e-3
+  assert np.abs(a - b).max() > 1e-3
+  no_dropout = bert.BertForMLM(dataclasses.replace(
+      _CONFIG, dropout_rate=0.0, attention_dropout_rate=0.0))
+  np.testing.assert_allclose(
+      _apply(no_dropout, params, batch, deterministic=False,
+             rng=jax.random.key(1)), plain, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_sequence_longer_than_max_len_raises():
+  encoder = bert.BertEncoder(_CONFIG)
+  ids = np.ones((1, _CONFIG.max_len + 1), np.int32)
+  with pytest.raises(ValueError, match='exceeds max_len'):
+    encoder.init(jax.random.key(0), ids, ids, ids, ids, deterministic=True)
