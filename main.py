@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from lm_data import distributed
+from lm_data import logs
 from lm_data.study import run
 
 FLAGS = flags.FLAGS
@@ -24,6 +25,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logs.quiet_libraries()
   distributed.initialize()
   run.run_study(FLAGS.config, _WORKDIR.value)
 

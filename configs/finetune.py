@@ -1,4 +1,4 @@
-r"""Fine-tuning and evaluation of pretrained checkpoints on the downstream tasks.
+r"""Fine-tuning and evaluation of pretrained checkpoints on downstream tasks.
 
 Command:
   python finetune.py --config=configs/finetune.py \
@@ -28,17 +28,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'unknown variant(s) {", ".join(sorted(unknown))}; '
                      'known: smoke, tfds')
   c = ml_collections.ConfigDict()
-  c.checkpoint = ''          # checkpoint dir, or a workdir with arms/*/checkpoints
-  c.arms = []                # with a workdir: only these arms ([] = all)
-  c.arm = ''                 # name of a single checkpoint's arm ('' = its run folder)
-  c.step = ml_collections.FieldReference(None, field_type=int)  # None = latest
-  c.tasks = []               # task names (lm_data/finetune/tasks); [] = all local tasks
-  c.seeds = 3                # fine-tuning seeds 0..seeds-1 per task and init
-  c.controls = True          # also the random-init encoder and the majority/mean baseline
+  # A checkpoint dir, or a study workdir holding arms/*/checkpoints.
+  c.checkpoint = ''
+  c.arms = []              # with a workdir: only these arms ([] = all)
+  c.arm = ''               # a single checkpoint's arm ('' = its run folder)
+  c.step = ml_collections.FieldReference(None, field_type=int)  # None: latest
+  c.tasks = []             # names in lm_data/finetune/tasks; [] = all local
+  c.seeds = 3              # fine-tuning seeds 0..seeds-1 per task and init
+  c.controls = True        # also random-init encoder + majority/mean baseline
   c.max_train_examples = 1000  # deterministic cap on train examples (<= 0: all)
   c.max_eval_examples = 500    # cap on each dev/test split (<= 0: all)
-  c.patience = 2             # stop after this many epochs without dev gain (0: never)
-  c.overrides = {}           # {task or '*': {Recipe field or max_*_examples: value}}
+  c.patience = 2           # stop after this many epochs without dev gain
+  # {task or '*': {Recipe field or max_train/eval_examples: value}}
+  c.overrides = {}
   if 'smoke' in variants:
     c.tasks = list(SMOKE_TASKS)
     c.seeds = 1

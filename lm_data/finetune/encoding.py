@@ -25,6 +25,7 @@ _WORD = re.compile(r'\S+')
 
 
 class Tokenizer(Protocol):
+  sha256: str   # identifies the vocabulary (results of equal ones are shared)
   pad_id: int
   unk_id: int
   cls_id: int
@@ -86,9 +87,10 @@ def _pack(rows: list[tuple[list[int], list[int]]], max_len: int,
     input_ids[i, :len(ids)] = ids
     type_ids[i, :len(types)] = types
     segment_ids[i, :len(ids)] = 1
-  position_ids = np.where(segment_ids > 0, np.arange(max_len, dtype=np.int32), 0)
+  position_ids = np.where(segment_ids > 0, np.arange(max_len), 0)
   return {'input_ids': input_ids, 'type_ids': type_ids,
-          'position_ids': position_ids.astype(np.int32), 'segment_ids': segment_ids}
+          'position_ids': position_ids.astype(np.int32),
+          'segment_ids': segment_ids}
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str],
@@ -147,8 +149,9 @@ def encode_words(tokenizer: Tokenizer, sentences: Sequence[Sequence[str]],
                  np.arange(len(sentences)), truncated)
 
 
-def _answer_words(context: str, start: int, text: str) -> tuple[list[str], int, int]:
-  """Whitespace words of `context` and the first/last word of the answer span."""
+def _answer_words(context: str, start: int,
+                  text: str) -> tuple[list[str], int, int]:
+  """Whitespace words of `context`; first and last word of the answer."""
   spans = [m.span() for m in _WORD.finditer(context)]
   end = start + len(text)
   inside = [i for i, (s, e) in enumerate(spans) if s < end and e > start]
@@ -170,7 +173,7 @@ def encode_qa(tokenizer: Tokenizer, examples: Sequence[base.Example],
   rows, starts, ends, kept = [], [], [], []
   for i, (question, (_, first, last), word_pieces) in enumerate(
       zip(questions, parsed, pieces)):
-    ids = [tokenizer.cls_id] + question[:MAX_QUESTION_TOKENS] + [tokenizer.sep_id]
+    ids = [tokenizer.cls_id, *question[:MAX_QUESTION_TOKENS], tokenizer.sep_id]
     num_first = len(ids)
     start = end = -1
     for w, word_ids in enumerate(word_pieces):
@@ -198,18 +201,21 @@ def encode(tokenizer: Tokenizer, kind: str, examples: Sequence[base.Example],
            max_len: int) -> Encoded:
   """Encodes the examples of one split of a task of `kind`."""
   if max_len < PAIR_SPECIALS + 1:
-    raise ValueError(f'max_len {max_len} is too short; use >= {PAIR_SPECIALS + 1}')
+    raise ValueError(
+        f'max_len {max_len} is too short; use >= {PAIR_SPECIALS + 1}')
   if kind == 'token_classification':
     return encode_words(tokenizer, [e.words for e in examples],
                         [e.tags for e in examples], max_len)
   if kind == 'qa':
     return encode_qa(tokenizer, examples, max_len)
   if kind not in base.KINDS:
-    raise ValueError(f'unknown task kind {kind!r}; known: {", ".join(base.KINDS)}')
+    raise ValueError(
+        f'unknown task kind {kind!r}; known: {", ".join(base.KINDS)}')
   pair = any(e.text_b is not None for e in examples)
   features, truncated = encode_texts(
       tokenizer, [e.text for e in examples],
       [e.text_b or '' for e in examples] if pair else None, max_len)
   dtype = np.float32 if kind == 'regression' else np.int32
-  return Encoded(features, {'labels': np.array([e.label for e in examples], dtype)},
-                 np.arange(len(examples)), truncated)
+  labels = np.array([e.label for e in examples], dtype)
+  return Encoded(features, {'labels': labels}, np.arange(len(examples)),
+                 truncated)

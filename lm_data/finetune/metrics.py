@@ -82,7 +82,8 @@ def spearman(gold: np.ndarray, pred: np.ndarray) -> float:
 
 
 def span_scores(gold_start: np.ndarray, gold_end: np.ndarray,
-                pred_start: np.ndarray, pred_end: np.ndarray) -> dict[str, float]:
+                pred_start: np.ndarray,
+                pred_end: np.ndarray) -> dict[str, float]:
   """Exact match and token-overlap F1 of predicted vs gold spans (inclusive)."""
   exact, f1 = [], []
   for gs, ge, ps, pe in zip(gold_start, gold_end, pred_start, pred_end):
@@ -118,7 +119,7 @@ def token_metrics(gold, pred, weights, num_labels: int) -> dict[str, float]:
 
 def mean_std_ci(values: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
                 seed: int = BOOTSTRAP_SEED) -> dict:
-  """Mean, sample std and a 95% percentile-bootstrap CI of the mean over seeds."""
+  """Mean, sample std and a 95% percentile-bootstrap CI of the mean."""
   values = np.asarray(values, np.float64)
   if values.size == 0:
     raise ValueError('mean_std_ci needs at least one value')

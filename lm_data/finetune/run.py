@@ -3,7 +3,8 @@
 Files written under `WORKDIR/arms/<arm>/eval/`:
   <task>/seed_<k>.json         pretrained encoder, fine-tuning seed k
   <task>/random_seed_<k>.json  random-init encoder control, seed k
-  <task>/baseline.json         majority-class / mean-prediction control (seed null)
+  <task>/baseline.json         majority-class / mean-prediction control
+                               (seed null)
   summary.json                 per task and init: mean, std, 95% bootstrap CI
                                over seeds of every metric of every eval split
 Each result follows docs/design.md (arm, task, seed, init, metrics per split,
@@ -14,6 +15,7 @@ checkpoint step is not recomputed, so a killed evaluation resumes.
 
 from collections.abc import Sequence
 import dataclasses
+import hashlib
 import json
 import pathlib
 import time
@@ -39,6 +41,10 @@ DEFAULTS = dict(
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
 CHECKPOINTS_SUBDIR = 'checkpoints'
+# Hex characters of the settings hash stored in each result as 'key'.
+KEY_CHARS = 16
+# A result file's ancestor that holds every arm: arms/<arm>/eval/<task>/file.
+ARMS_DIR_DEPTH = 3
 
 
 def result_name(init: str, seed: int | None) -> str:
@@ -57,10 +63,12 @@ def find_checkpoints(path: str | pathlib.Path, arms: Sequence[str] = (),
   """
   path = pathlib.Path(path)
   if (path / 'arms').is_dir():
-    found = {d.name: d / CHECKPOINTS_SUBDIR for d in sorted((path / 'arms').iterdir())
+    found = {d.name: d / CHECKPOINTS_SUBDIR
+             for d in sorted((path / 'arms').iterdir())
              if (d / CHECKPOINTS_SUBDIR).is_dir()}
     if not found:
-      raise FileNotFoundError(f'{path}/arms holds no <arm>/{CHECKPOINTS_SUBDIR}')
+      raise FileNotFoundError(
+          f'{path}/arms holds no <arm>/{CHECKPOINTS_SUBDIR}')
     unknown = [a for a in arms if a not in found]
     if unknown:
       raise ValueError(f'unknown arm(s) {", ".join(unknown)} in {path}; '
@@ -68,17 +76,20 @@ def find_checkpoints(path: str | pathlib.Path, arms: Sequence[str] = (),
     return [(a, found[a]) for a in (arms or found)]
   if not path.is_dir():
     raise FileNotFoundError(
-        f'no checkpoint directory {path}; set config.checkpoint to a pretraining '
-        'checkpoint dir (WORKDIR/arms/ARM/checkpoints) or a study workdir')
-  name = arm or (path.parent.name if path.name == CHECKPOINTS_SUBDIR else path.name)
-  return [(name, path)]
+        f'no checkpoint directory {path}; set config.checkpoint to a '
+        'pretraining checkpoint dir (WORKDIR/arms/ARM/checkpoints) or a study '
+        'workdir')
+  if not arm:
+    arm = path.parent.name if path.name == CHECKPOINTS_SUBDIR else path.name
+  return [(arm, path)]
 
 
 def cap(examples: list, limit: int) -> list:
   """A deterministic subsample of at most `limit` examples (<= 0: all)."""
   if limit <= 0 or len(examples) <= limit:
     return examples
-  keep = np.sort(np.random.default_rng(CAP_SEED).permutation(len(examples))[:limit])
+  order = np.random.default_rng(CAP_SEED).permutation(len(examples))
+  keep = np.sort(order[:limit])
   return [examples[i] for i in keep]
 
 
@@ -107,11 +118,12 @@ def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
       raise ValueError(f'unknown override(s) {", ".join(unknown)} for {key!r}; '
                        f'known: {", ".join(sorted(values))}')
     values.update(override)
-  max_train, max_eval = values.pop('max_train_examples'), values.pop('max_eval_examples')
+  max_train = values.pop('max_train_examples')
+  max_eval = values.pop('max_eval_examples')
   recipe = tasks_lib.Recipe(**values)
   if recipe.max_len > model_max_len:
-    logging.warning('%s: max_len %d > the model max_len %d; using %d', task.name,
-                    recipe.max_len, model_max_len, model_max_len)
+    logging.warning('%s: max_len %d > the model max_len %d; using %d',
+                    task.name, recipe.max_len, model_max_len, model_max_len)
     recipe = dataclasses.replace(recipe, max_len=model_max_len)
   return recipe, max_train, max_eval
 
@@ -123,35 +135,73 @@ def _write_json(path: pathlib.Path, obj) -> None:
   tmp.replace(path)
 
 
-def _done(path: pathlib.Path, step: int) -> bool:
-  if not path.exists():
-    return False
+def _read(path: pathlib.Path) -> dict | None:
   try:
-    return json.loads(path.read_text()).get('checkpoint_step') == step
-  except json.JSONDecodeError:
+    return json.loads(path.read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _key(*parts) -> str:
+  blob = json.dumps(parts, sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:KEY_CHARS]
+
+
+def _reuse(path: pathlib.Path, key: str, arm: str) -> bool:
+  """True if `path` holds the result for `key`, or one was copied there.
+
+  Control results do not depend on the arm, so an identical one (same key)
+  from a sibling arm of the same workdir (arms/*/eval/<task>/) is copied.
+  """
+  if (_read(path) or {}).get('key') == key:
+    return True
+  if len(path.parents) <= ARMS_DIR_DEPTH:
     return False
+  task, arms_dir = path.parent.name, path.parents[ARMS_DIR_DEPTH]
+  for other in sorted(arms_dir.glob(f'*/{EVAL_SUBDIR}/{task}/{path.name}')):
+    result = _read(other)
+    if other != path and result and result.get('key') == key:
+      _write_json(path, {**result, 'arm': arm})
+      return True
+  return False
+
+
+def encode_splits(task: tasks_lib.Task, data: tasks_lib.TaskData,
+                  tokenizer: encoding.Tokenizer, recipe: tasks_lib.Recipe,
+                  max_train: int, max_eval: int) -> dict[str, encoding.Encoded]:
+  """Capped and encoded splits; an empty extra test split is left out."""
+  encoded = {}
+  for name, examples in data.splits.items():
+    examples = cap(examples, max_train if name == 'train' else max_eval)
+    split = encoding.encode(tokenizer, task.kind, examples, recipe.max_len)
+    if len(split) == 0 and name in tasks_lib.SPLITS:
+      raise ValueError(f'task {task.name}: split {name!r} is empty')
+    if len(split) == 0:
+      logging.warning('%s: extra test split %s is empty; skipped', task.name,
+                      name)
+    else:
+      encoded[name] = split
+  return encoded
 
 
 def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
              pretrained: checkpoint.Pretrained, tokenizer: encoding.Tokenizer,
              config: ml_collections.ConfigDict, task_dir: pathlib.Path,
              arm: str) -> None:
-  """Fine-tunes and evaluates one task for every init and seed; writes results."""
+  """Fine-tunes and evaluates one task for every init and seed; writes results.
+
+  Results already on disk with the same key (settings, tokenizer, model
+  config and, for the pretrained init, checkpoint step) are kept.
+  """
   config = settings(config)
-  recipe, max_train, max_eval = task_recipe(task, config,
-                                            pretrained.model_config.max_len)
+  model_config = pretrained.model_config
+  recipe, max_train, max_eval = task_recipe(task, config, model_config.max_len)
   inits = controls.INITS if config.controls else ('pretrained',)
-  splits = {name: cap(examples, max_train if name == 'train' else max_eval)
-            for name, examples in data.splits.items()}
-  encoded = {}
-  for name, examples in splits.items():
-    encoded[name] = encoding.encode(tokenizer, task.kind, examples, recipe.max_len)
-    if len(encoded[name]) == 0 and name in tasks_lib.SPLITS:
-      raise ValueError(f'task {task.name}: split {name!r} is empty after encoding')
-    if len(encoded[name]) == 0:
-      logging.warning('%s: extra test split %s is empty; skipped', task.name, name)
-      del encoded[name]
+  encoded = encode_splits(task, data, tokenizer, recipe, max_train, max_eval)
   eval_splits = [s for s in encoded if s != 'train']
+  control_key = _key(task.name, dataclasses.asdict(recipe), max_train, max_eval,
+                     config.patience, tokenizer.sha256,
+                     checkpoint.model_config_to_dict(model_config))
   common = {
       'arm': arm, 'task': task.name, 'main_metric': task.main_metric,
       'train_examples': len(encoded['train']),
@@ -160,25 +210,28 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
       'truncated': {s: e.truncated for s, e in encoded.items()},
       'split_sizes': {s: len(e) for s, e in encoded.items()}}
 
-  if 'baseline' in inits:
-    path = task_dir / result_name('baseline', None)
-    if not _done(path, pretrained.step):
-      start = time.time()
-      split_metrics = {s: trainer.score(
-          task.kind, task.num_labels,
-          controls.baseline_predictions(task.kind, encoded['train'], encoded[s]),
-          encoded[s].targets) for s in eval_splits}
-      _write_json(path, {**common, 'seed': None, 'init': 'baseline',
-                         'metrics': split_metrics, 'best_epoch': 0,
-                         'seconds': time.time() - start})
+  path = task_dir / result_name('baseline', None)
+  if 'baseline' in inits and not _reuse(path, control_key, arm):
+    start = time.time()
+    split_metrics = {s: trainer.score(
+        task.kind, task.num_labels,
+        controls.baseline_predictions(task.kind, encoded['train'], encoded[s]),
+        encoded[s].targets) for s in eval_splits}
+    _write_json(path, {**common, 'seed': None, 'init': 'baseline',
+                       'key': control_key, 'metrics': split_metrics,
+                       'best_epoch': 0, 'seconds': time.time() - start})
 
   tuner = None
   for init in (i for i in controls.TRAINED_INITS if i in inits):
+    key = (_key(control_key, pretrained.step) if init == 'pretrained'
+           else control_key)
     for seed in range(config.seeds):
       path = task_dir / result_name(init, seed)
-      if _done(path, pretrained.step):
+      done = ((_read(path) or {}).get('key') == key if init == 'pretrained'
+              else _reuse(path, key, arm))
+      if done:
         continue
-      tuner = tuner or trainer.FineTuner(task.kind, pretrained.model_config,
+      tuner = tuner or trainer.FineTuner(task.kind, model_config,
                                          task.num_labels, recipe,
                                          len(encoded['train']))
       start = time.time()
@@ -186,18 +239,19 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
           seed, pretrained.encoder_params if init == 'pretrained' else None)
       fit = tuner.fit(params, encoded['train'], encoded['dev'], seed=seed,
                       main_metric=task.main_metric, patience=config.patience)
-      split_metrics = {s: tuner.evaluate(fit.params, encoded[s]) for s in eval_splits}
+      split_metrics = {s: tuner.evaluate(fit.params, encoded[s])
+                       for s in eval_splits}
       seconds = time.time() - start
-      logging.info('%s %s %s seed %d: test %s %.4f (%.1fs)', arm, task.name, init,
-                   seed, task.main_metric, split_metrics['test'][task.main_metric],
-                   seconds)
-      _write_json(path, {**common, 'seed': seed, 'init': init,
+      logging.info('%s %s %s seed %d: test %s %.4f (%.1fs)', arm, task.name,
+                   init, seed, task.main_metric,
+                   split_metrics['test'][task.main_metric], seconds)
+      _write_json(path, {**common, 'seed': seed, 'init': init, 'key': key,
                          'metrics': split_metrics, 'best_epoch': fit.best_epoch,
                          'dev_history': fit.dev_history, 'seconds': seconds})
 
 
 def summarise(task_dir: pathlib.Path) -> dict:
-  """Per init: {split: {metric: mean/std/ci95/n}} over the seeds found on disk."""
+  """Per init: {split: {metric: mean/std/ci95/n}} over the seeds on disk."""
   by_init: dict[str, list[dict]] = {}
   for path in sorted(task_dir.glob('*.json')):
     result = json.loads(path.read_text())
@@ -213,8 +267,8 @@ def summarise(task_dir: pathlib.Path) -> dict:
 
 
 def evaluate_arm(config: ml_collections.ConfigDict,
-                 pretrained: checkpoint.Pretrained, eval_dir: str | pathlib.Path,
-                 *, arm: str) -> dict:
+                 pretrained: checkpoint.Pretrained,
+                 eval_dir: str | pathlib.Path, *, arm: str) -> dict:
   """All configured tasks for one pretrained encoder; returns the summary."""
   config = settings(config)
   eval_dir = pathlib.Path(eval_dir)
@@ -226,15 +280,16 @@ def evaluate_arm(config: ml_collections.ConfigDict,
     run_task(task, task.load(), pretrained=pretrained, tokenizer=tokenizer,
              config=config, task_dir=eval_dir / name, arm=arm)
     logging.info('%s: %s done in %.1fs', arm, name, time.time() - start)
-    summary['tasks'][name] = {'kind': task.kind, 'main_metric': task.main_metric,
+    summary['tasks'][name] = {'kind': task.kind,
+                              'main_metric': task.main_metric,
                               'inits': summarise(eval_dir / name)}
   _write_json(eval_dir / SUMMARY_NAME, summary)
   return summary
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict,
-                        ckpt_dir: str | pathlib.Path, eval_dir: str | pathlib.Path,
-                        *, arm: str) -> dict:
+                        ckpt_dir: str | pathlib.Path,
+                        eval_dir: str | pathlib.Path, *, arm: str) -> dict:
   """Reads the encoder of `ckpt_dir` (read-only) and evaluates it."""
   pretrained = checkpoint.load_pretrained(ckpt_dir, settings(config).step)
   return evaluate_arm(config, pretrained, eval_dir, arm=arm)
@@ -247,11 +302,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   Results land in `workdir/arms/<arm>/eval/`.
   """
   config = settings(config)
+  if not config.checkpoint:
+    raise ValueError('set config.checkpoint to a pretraining checkpoint dir or '
+                     'a study workdir (--config.checkpoint=...)')
   for name in config.tasks:
     tasks_lib.get_task(name)   # fail on a typo before any work
   workdir = pathlib.Path(workdir)
   summaries = {}
-  for arm, ckpt_dir in find_checkpoints(config.checkpoint, config.arms, config.arm):
+  found = find_checkpoints(config.checkpoint, config.arms, config.arm)
+  for arm, ckpt_dir in found:
     eval_dir = workdir / 'arms' / arm / EVAL_SUBDIR
     summaries[arm] = evaluate_checkpoint(config, ckpt_dir, eval_dir, arm=arm)
   return summaries

@@ -1,4 +1,4 @@
-"""Fine-tuning loop: jitted AdamW steps, per-epoch dev evaluation, best-epoch selection.
+"""Fine-tuning loop: jitted AdamW steps, dev evaluation per epoch, best epoch.
 
 One `FineTuner` per (task, model config, recipe) compiles its train and predict
 steps once; every seed and every init (pretrained / random) reuses them.
@@ -40,7 +40,8 @@ INIT_STREAM, DROPOUT_STREAM, SHUFFLE_STREAM = 0, 1, 2
 Params = Any
 
 
-def make_model(kind: str, config: models.BertConfig, num_labels: int) -> nn.Module:
+def make_model(kind: str, config: models.BertConfig,
+               num_labels: int) -> nn.Module:
   """The task model of `kind`; its encoder submodule is named 'encoder'."""
   if kind in ('classification', 'pair_classification'):
     return models.BertForSequenceClassification(config, num_labels)
@@ -50,7 +51,8 @@ def make_model(kind: str, config: models.BertConfig, num_labels: int) -> nn.Modu
     return models.BertForTokenClassification(config, num_labels)
   if kind == 'qa':
     return models.BertForQuestionAnswering(config)
-  raise ValueError(f'unknown task kind {kind!r}; known: {", ".join(base.KINDS)}')
+  raise ValueError(
+      f'unknown task kind {kind!r}; known: {", ".join(base.KINDS)}')
 
 
 def _span_logits(logits: jax.Array, features: dict) -> jax.Array:
@@ -60,9 +62,10 @@ def _span_logits(logits: jax.Array, features: dict) -> jax.Array:
 
 
 def loss_fn(kind: str, outputs, targets: dict, features: dict) -> jax.Array:
-  """Mean loss of a batch: softmax CE, MSE, weighted token CE or start/end CE."""
+  """Mean batch loss: softmax CE, MSE, weighted token CE or start/end CE."""
   if kind == 'regression':
-    return jnp.mean((outputs[..., 0].astype(jnp.float32) - targets['labels'])**2)
+    values = outputs[..., 0].astype(jnp.float32)
+    return jnp.mean((values - targets['labels'])**2)
   if kind == 'token_classification':
     ce = optax.softmax_cross_entropy_with_integer_labels(
         outputs.astype(jnp.float32), targets['labels'])
@@ -81,7 +84,7 @@ def loss_fn(kind: str, outputs, targets: dict, features: dict) -> jax.Array:
 
 def best_spans(start_logits: np.ndarray, end_logits: np.ndarray,
                features: dict) -> tuple[np.ndarray, np.ndarray]:
-  """Highest-scoring start <= end <= start + MAX_ANSWER_TOKENS - 1 in the context."""
+  """Best start <= end < start + MAX_ANSWER_TOKENS, both in the context."""
   context = (features['type_ids'] == 1) & (features['segment_ids'] > 0)
   starts, ends = [], []
   length = start_logits.shape[1]
@@ -89,8 +92,8 @@ def best_spans(start_logits: np.ndarray, end_logits: np.ndarray,
   allowed = ((offsets[None, :] >= offsets[:, None])
              & (offsets[None, :] - offsets[:, None] < MAX_ANSWER_TOKENS))
   for s, e, c in zip(start_logits, end_logits, context):
-    scores = np.where(allowed & c[:, None] & c[None, :], s[:, None] + e[None, :],
-                      -np.inf)
+    scores = np.where(allowed & c[:, None] & c[None, :],
+                      s[:, None] + e[None, :], -np.inf)
     i, j = np.unravel_index(np.argmax(scores), scores.shape)
     starts.append(i)
     ends.append(j)
@@ -121,7 +124,7 @@ def score(kind: str, num_labels: int, preds, targets: dict) -> dict[str, float]:
 
 @dataclasses.dataclass
 class FitResult:
-  params: Params            # host copy of the selected (best dev) epoch's params
+  params: Params            # host copy of the best dev epoch's params
   best_epoch: int           # 1-based
   dev_history: list[float]  # dev main metric after each epoch
 
@@ -192,10 +195,10 @@ class FineTuner:
     self.batch_size = min(recipe.batch_size, num_train)
     self.steps_per_epoch = num_train // self.batch_size
     self.num_train_steps = self.steps_per_epoch * recipe.epochs
-    schedule = optimizer_lib.learning_rate_schedule(ml_collections.ConfigDict(dict(
-        learning_rate=recipe.learning_rate, schedule='linear',
-        warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
-        num_train_steps=self.num_train_steps)))
+    schedule = optimizer_lib.learning_rate_schedule(ml_collections.ConfigDict(
+        dict(learning_rate=recipe.learning_rate, schedule='linear',
+             warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
+             num_train_steps=self.num_train_steps)))
     self.learning_rates = np.asarray(
         schedule(np.arange(self.num_train_steps)), np.float32)
 
@@ -216,8 +219,8 @@ class FineTuner:
       given = jax.tree.map(np.shape, encoder_params)
       if expected != given:
         raise ValueError(
-            'pretrained encoder params do not fit the task model built from its '
-            f'config: expected shapes {expected}, got {given}')
+            'pretrained encoder params do not fit the task model built from '
+            f'its config: expected shapes {expected}, got {given}')
       params = {**params, 'encoder': encoder_params}
     return params
 
@@ -228,7 +231,7 @@ class FineTuner:
       yield order[step * self.batch_size:(step + 1) * self.batch_size]
 
   def predict(self, params: Params, data: encoding.Encoded):
-    """Host predictions for every row of `data`, in fixed-size padded batches."""
+    """Host predictions for every row of `data` (fixed-size padded batches)."""
     n = len(data)
     outputs = []
     for start in range(0, n, EVAL_BATCH_SIZE):
@@ -239,7 +242,8 @@ class FineTuner:
     merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
     return predictions(self.kind, merged, data.features)
 
-  def evaluate(self, params: Params, data: encoding.Encoded) -> dict[str, float]:
+  def evaluate(self, params: Params,
+               data: encoding.Encoded) -> dict[str, float]:
     if len(data) == 0:
       raise ValueError('cannot evaluate on an empty split')
     return score(self.kind, self.num_labels, self.predict(params, data),
@@ -247,7 +251,7 @@ class FineTuner:
 
   def fit(self, params: Params, train: encoding.Encoded, dev: encoding.Encoded,
           *, seed: int, main_metric: str, patience: int) -> FitResult:
-    """Trains for recipe.epochs, keeping the epoch with the best dev main metric.
+    """Trains for recipe.epochs; keeps the epoch with the best dev main metric.
 
     Stops early after `patience` epochs without improvement (0 disables).
     All main metrics are higher-is-better.
@@ -264,8 +268,9 @@ class FineTuner:
             jax.random.fold_in(dropout_key, step), self.learning_rates[step])
         step += 1
       if not np.isfinite(float(loss)):
-        raise FloatingPointError(f'fine-tuning loss is {float(loss)} at epoch {epoch}, '
-                                 f'step {step}; lower the learning rate')
+        raise FloatingPointError(
+            f'fine-tuning loss is {float(loss)} at epoch {epoch}, step {step}; '
+            'lower the learning rate')
       value = self.evaluate(params, dev)[main_metric]
       history.append(value)
       logging.info('epoch %d: loss %.4f, dev %s %.4f', epoch, float(loss),

@@ -41,6 +41,11 @@ def _write_json(path: pathlib.Path, obj) -> None:
   tmp.replace(path)
 
 
+def plain(config: ml_collections.ConfigDict) -> dict:
+  """JSON-able copy of a config (to_dict() leaves ConfigDicts inside lists)."""
+  return json.loads(config.to_json_best_effort())
+
+
 def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
   """The arms to run, after checks that fail before any work."""
   names = [arm.name for arm in config.arms]
@@ -152,7 +157,7 @@ class Study:
             process_index=jax.process_index(), process_count=jax.process_count())
         for d in self.domains}
     meta = {'arm': arm.name, 'tokenizer_path': str(self.tokenizer_path.absolute()),
-            'tokenizer_sha256': self.tokenizer.sha256, 'config': arm_cfg.to_dict(),
+            'tokenizer_sha256': self.tokenizer.sha256, 'config': plain(arm_cfg),
             'vocab_size': self.tokenizer.vocab_size}
     try:
       result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
@@ -217,7 +222,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   arms = select_arms(config)
   study = Study(config, workdir)
   if study.is_main:
-    _write_json(workdir / 'config.json', config.to_dict())
+    _write_json(workdir / 'config.json', plain(config))
   budgets = study.budgets(arms)
   records = []
   for k, arm in enumerate(arms, 1):

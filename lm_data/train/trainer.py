@@ -70,22 +70,32 @@ class _StopFlag:
 @dataclasses.dataclass
 class PretrainResult:
   step: int
-  finished: bool           # False when stopped early by SIGTERM
-  heldout: dict[str, dict]  # domain -> {'loss', 'accuracy', 'predictions'}
+  start_step: int           # > 0 when the run resumed from a checkpoint
+  finished: bool            # False when stopped early by SIGTERM
+  heldout: dict[str, dict]  # name -> {'loss', 'accuracy', 'predictions'}
   train_flops: float
+  params: Any               # final params (replicated jax arrays)
 
 
 def evaluate(eval_step, params, eval_sets: Mapping[str, Iterable[dict]],
              to_device) -> dict[str, dict]:
-  """Held-out MLM loss and accuracy per domain (sums reduced at the end)."""
-  results = {}
+  """Held-out MLM loss and accuracy per set, and pooled over all sets as 'all'.
+
+  Sums are reduced only at the end, so 'all' weights every masked token equally.
+  """
+  def add(a, b):
+    return b if a is None else {k: a[k] + b[k] for k in b}
+
+  results, pooled = {}, None
   for name, batches in eval_sets.items():
     totals = None
     for batch in batches:
-      out = jax.device_get(eval_step(params, to_device(batch)))
-      totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+      totals = add(totals, jax.device_get(eval_step(params, to_device(batch))))
     if totals is not None:
       results[name] = metrics_lib.reduce_sums(totals)
+      pooled = add(pooled, totals)
+  if pooled is not None:
+    results['all'] = metrics_lib.reduce_sums(pooled)
   return results
 
 
@@ -166,7 +176,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     tokens_per_step = tc.global_batch_size * cfg.seq_len
 
     def host_state(s):
-      return steps.unreplicate(s) if tc.parallelism == 'pmap' else s
+      return jax.device_get(steps.unreplicate(s)) if tc.parallelism == 'pmap' else s
 
     def report(step, m):
       """Checks and logs the metrics of `step` (fetched one step late: no stall)."""
@@ -221,5 +231,6 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
         'step': step, 'heldout': heldout,
         'train_flops': flops_per_step * step,
         'tokens_seen': tokens_per_step * step}, indent=1))
-  return PretrainResult(step=step, finished=finished, heldout=heldout,
-                        train_flops=flops_per_step * step)
+  return PretrainResult(step=step, start_step=start, finished=finished,
+                        heldout=heldout, train_flops=flops_per_step * step,
+                        params=host_state(state).params)

@@ -12,6 +12,7 @@ class FakeTokenizer:
   """Whitespace words cut into PIECE_CHARS-character pieces; ids hashed."""
   pad_id, unk_id, cls_id, sep_id, mask_id = 0, 1, 2, 3, 4
   first_id = 5
+  sha256 = 'fake'
 
   def piece_id(self, piece: str) -> int:
     return self.first_id + zlib.crc32(piece.encode()) % (VOCAB - self.first_id)

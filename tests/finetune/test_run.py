@@ -71,7 +71,7 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
   pretrained = checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok',
                                      step=7, meta={})
   config = _config(seeds=1, max_eval_examples=50)
-  task_dir = tmp_path / 'eval' / task.name
+  task_dir = tmp_path / 'arms' / 'arm0' / 'eval' / task.name
   run.run_task(task, task.load(), pretrained=pretrained,
                tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
                arm='arm0')
@@ -98,3 +98,19 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
                tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
                arm='arm0')
   assert before == {p.name: p.stat().st_mtime_ns for p in task_dir.iterdir()}
+
+  # Another arm of the same workdir: controls are copied, not recomputed.
+  other_dir = tmp_path / 'arms' / 'arm1' / 'eval' / task.name
+  other = checkpoint.Pretrained(model_config, jax.tree.map(lambda x: -x, encoder),
+                                tmp_path / 'tok', step=9, meta={})
+  run.run_task(task, task.load(), pretrained=other,
+               tokenizer=fakes.FakeTokenizer(), config=config, task_dir=other_dir,
+               arm='arm1')
+  for name in ('random_seed_0.json', 'baseline.json'):
+    copied = json.loads((other_dir / name).read_text())
+    original = json.loads((task_dir / name).read_text())
+    assert copied['arm'] == 'arm1'
+    assert copied['metrics'] == original['metrics']
+    assert copied['seconds'] == original['seconds']
+  fresh = json.loads((other_dir / 'seed_0.json').read_text())
+  assert fresh['checkpoint_step'] == 9 and fresh['key'] != result['key']

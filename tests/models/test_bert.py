@@ -34,19 +34,31 @@ def _batch(seed=0):
   return input_ids, type_ids, position_ids, segment_ids, mlm_positions
 
 
+# Jitted functions are cached per (module class, config) so that tests share
+# compilations: on a shared 2-core CPU compiling dominates the test time.
+@functools.cache
+def _init_fn(cls, cfg):
+  return jax.jit(functools.partial(cls(cfg).init, deterministic=True))
+
+
 def _init(model, batch, seed=0):
-  params = jax.jit(functools.partial(model.init, deterministic=True))(
-      jax.random.key(seed), *batch)
+  params = _init_fn(type(model), model.config)(jax.random.key(seed), *batch)
   noise = np.random.default_rng(seed)
   return jax.tree.map(
       lambda x: x + _PARAM_NOISE * noise.normal(size=x.shape).astype(x.dtype),
       params)
 
 
-def _apply(model, params, batch, *, deterministic=True, rng=None):
-  rngs = {'dropout': rng} if rng is not None else {}
-  return jax.jit(lambda p, b: model.apply(p, *b, deterministic=deterministic,
-                                          rngs=rngs))(params, batch)
+@functools.cache
+def _apply_fn(cls, cfg, *, deterministic=True):
+  """Jitted (params, batch, dropout_rng) -> output."""
+  return jax.jit(lambda p, b, rng: cls(cfg).apply(
+      p, *b, deterministic=deterministic, rngs={'dropout': rng}))
+
+
+def _apply(model, params, batch):
+  return _apply_fn(type(model), model.config)(params, batch,
+                                              jax.random.key(0))
 
 
 # --- numpy reference -------------------------------------------------------
@@ -147,20 +159,20 @@ def test_config_rejects_bad_values(field, value, match):
 
 def test_shapes_and_dtypes():
   batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
   for dtype in (jnp.float32, jnp.bfloat16):
     cfg = dataclasses.replace(_CONFIG, dtype=dtype)
-    encoder, mlm = bert.BertEncoder(cfg), bert.BertForMLM(cfg)
-    h = _apply(encoder, _init(encoder, batch[:4]), batch[:4])
-    chex.assert_shape(h, (_BATCH, _SEQ, cfg.hidden_size))
-    chex.assert_type(h, dtype)
-    logits = _apply(mlm, _init(mlm, batch), batch)
+    logits = _apply(bert.BertForMLM(cfg), params, batch)
     chex.assert_shape(logits, (_BATCH, _PREDICTIONS, cfg.vocab_size))
     chex.assert_type(logits, jnp.float32)
+  h = _apply(bert.BertEncoder(cfg), {'params': params['params']['encoder']},
+             batch[:4])
+  chex.assert_shape(h, (_BATCH, _SEQ, _CONFIG.hidden_size))
+  chex.assert_type(h, jnp.bfloat16)
 
 
 def test_init_follows_bert():
-  model = bert.BertForMLM(_CONFIG)
-  params = model.init(jax.random.key(0), *_batch(), deterministic=True)
+  params = _init_fn(bert.BertForMLM, _CONFIG)(jax.random.key(0), *_batch())
   for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
     name = jax.tree_util.keystr(path)
     chex.assert_type(x, jnp.float32)
@@ -182,9 +194,8 @@ def test_encoder_layer_matches_numpy(activation):
   rng = np.random.default_rng(1)
   h = rng.normal(size=(_BATCH, _SEQ, cfg.hidden_size)).astype(np.float32)
   seg = _batch()[3]
-  params = _init(layer, (h, seg, None))
-  got = jax.jit(lambda p: layer.apply(p, h, seg, None, deterministic=True))(
-      params)
+  params = _init(bert.EncoderLayer(_CONFIG), (h, seg, None))
+  got = _apply(layer, params, (h, seg, None))
   want = _np_encoder_layer(h.astype(np.float64), seg,
                            jax.tree.map(np.asarray, params['params']), cfg)
   np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
@@ -204,9 +215,8 @@ def test_encoder_matches_numpy(attention):
   cfg = dataclasses.replace(_CONFIG, attention=attention,
                             attention_block_size=4)
   batch = _batch()
-  encoder = bert.BertEncoder(cfg)
-  params = _init(encoder, batch[:4])
-  got = _apply(encoder, params, batch[:4])
+  params = _init(bert.BertEncoder(_CONFIG), batch[:4])
+  got = _apply(bert.BertEncoder(cfg), params, batch[:4])
   want = _np_encoder(params['params'], batch, cfg)
   np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
 
@@ -246,7 +256,7 @@ def test_mlm_logits_match_numpy():
 def test_decoder_is_tied_to_token_embedding():
   batch = _batch()
   model = bert.BertForMLM(_CONFIG)
-  params = model.init(jax.random.key(0), *batch, deterministic=True)
+  params = _init_fn(bert.BertForMLM, _CONFIG)(jax.random.key(0), *batch)
   vocab_sized = [jax.tree_util.keystr(path) for path, x in
                  jax.tree_util.tree_flatten_with_path(params)[0]
                  if _CONFIG.vocab_size in x.shape]
@@ -277,18 +287,22 @@ def test_dropout_only_when_not_deterministic():
   batch = _batch()
   model = bert.BertForMLM(_CONFIG)
   params = _init(model, batch)
-  plain = _apply(model, params, batch)
-  det = _apply(model, params, batch, rng=jax.random.key(1))
-  np.testing.assert_array_equal(det, plain)
-  a = _apply(model, params, batch, deterministic=False, rng=jax.random.key(1))
-  b = _apply(model, params, batch, deterministic=False, rng=jax.random.key(2))
+  evaluate = _apply_fn(bert.BertForMLM, _CONFIG)
+  train = _apply_fn(bert.BertForMLM, _CONFIG, deterministic=False)
+  plain = evaluate(params, batch, jax.random.key(0))
+  np.testing.assert_array_equal(evaluate(params, batch, jax.random.key(1)),
+                                plain)
+  a = train(params, batch, jax.random.key(1))
+  b = train(params, batch, jax.random.key(2))
   assert np.abs(a - plain).max() > 1e-3
   assert np.abs(a - b).max() > 1e-3
-  no_dropout = bert.BertForMLM(dataclasses.replace(
-      _CONFIG, dropout_rate=0.0, attention_dropout_rate=0.0))
+  np.testing.assert_array_equal(train(params, batch, jax.random.key(1)), a)
+  no_dropout = dataclasses.replace(_CONFIG, dropout_rate=0.0,
+                                   attention_dropout_rate=0.0)
   np.testing.assert_allclose(
-      _apply(no_dropout, params, batch, deterministic=False,
-             rng=jax.random.key(1)), plain, atol=_F32_TOL, rtol=_F32_TOL)
+      _apply_fn(bert.BertForMLM, no_dropout, deterministic=False)(
+          params, batch, jax.random.key(1)),
+      plain, atol=_F32_TOL, rtol=_F32_TOL)
 
 
 def test_sequence_longer_than_max_len_raises():

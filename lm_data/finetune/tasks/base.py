@@ -1,4 +1,4 @@
-"""What a downstream task is: examples, splits, label set, recipe and provenance."""
+"""What a downstream task is: examples, splits, labels, recipe, provenance."""
 
 import collections
 from collections.abc import Callable, Iterable, Sequence
@@ -78,7 +78,8 @@ class Task:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(f'unknown task kind {self.kind!r}; known: {", ".join(KINDS)}')
+      raise ValueError(
+          f'unknown task kind {self.kind!r}; known: {", ".join(KINDS)}')
 
   @property
   def num_labels(self) -> int:
@@ -106,7 +107,8 @@ def split_by_group(examples: Iterable[Example], salt: str) -> Splits:
   return splits
 
 
-def dedupe(items: Iterable[tuple[str, int]]) -> tuple[list[tuple[str, int]], int]:
+def dedupe(items: Iterable[tuple[str, int]]
+           ) -> tuple[list[tuple[str, int]], int]:
   """Keeps the first copy of each text; drops texts seen with different labels.
 
   Returns the kept (text, label) pairs in first-seen order and the number of

@@ -1,4 +1,4 @@
-"""At-scale tasks read by TFDS name, for machines with internet or prepared TFDS data.
+"""At-scale tasks by TFDS name, for machines with internet or prepared data.
 
 Read with `tfds.data_source` (array_record, no TensorFlow). GLUE hides its test
 labels, so the GLUE validation split is the test set here and dev is a hashed
@@ -54,7 +54,8 @@ SQUAD_RECIPE = base.Recipe(3e-5, 2, 32, 384)
 def _records(name: str, split: str) -> Iterator[dict]:
   source = tfds.data_source(name, split=split)
   for start in range(0, len(source), READ_BATCH):
-    yield from source.__getitems__(range(start, min(start + READ_BATCH, len(source))))
+    stop = min(start + READ_BATCH, len(source))
+    yield from source.__getitems__(range(start, stop))
 
 
 def _str(value) -> str:
@@ -71,11 +72,13 @@ def load_glue(name: str) -> base.TaskData:
   spec = _GLUE[name]
   first, second = spec.fields
 
+  label_type = float if spec.kind == 'regression' else int
+
   def read(split):
     return [base.Example(
         text=_str(r[first]), text_b=_str(r[second]) if second else None,
-        label=float(r['label']) if spec.kind == 'regression' else int(r['label']),
-        group=str(i)) for i, r in enumerate(_records(name, split))]
+        label=label_type(r['label']), group=str(i))
+            for i, r in enumerate(_records(name, split))]
 
   splits = _dev_from_train(read('train'), name)
   for ours, theirs in spec.tests.items():

