@@ -29,11 +29,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      'known: smoke, tfds')
   c = ml_collections.ConfigDict()
   # A checkpoint dir, or a study workdir holding arms/*/checkpoints.
+  # Sequences are tuples so they can be set on the command line:
+  # --config.tasks="('trec', 'hedge')".
   c.checkpoint = ''
-  c.arms = []              # with a workdir: only these arms ([] = all)
+  c.arms = ()              # with a workdir: only these arms (() = all)
   c.arm = ''               # a single checkpoint's arm ('' = its run folder)
   c.step = ml_collections.FieldReference(None, field_type=int)  # None: latest
-  c.tasks = []             # names in lm_data/finetune/tasks; [] = all local
+  c.tasks = ()             # names in lm_data/finetune/tasks; () = all local
   c.seeds = 3              # fine-tuning seeds 0..seeds-1 per task and init
   c.controls = True        # also random-init encoder + majority/mean baseline
   c.max_train_examples = 1000  # deterministic cap on train examples (<= 0: all)
@@ -42,11 +44,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # {task or '*': {Recipe field or max_train/eval_examples: value}}
   c.overrides = {}
   if 'smoke' in variants:
-    c.tasks = list(SMOKE_TASKS)
+    c.tasks = SMOKE_TASKS
     c.seeds = 1
     c.overrides = {'*': {'max_train_examples': 256, 'epochs': 1}}
   if 'tfds' in variants:
-    c.tasks = list(TFDS_TASKS)
+    c.tasks = TFDS_TASKS
     c.max_train_examples = 0
     c.max_eval_examples = 0
   return c

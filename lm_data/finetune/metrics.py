@@ -129,4 +129,5 @@ def mean_std_ci(values: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
   low, high = np.percentile(means, [tail, 100 - tail])
   return {'mean': float(values.mean()),
           'std': float(values.std(ddof=1)) if values.size > 1 else 0.0,
-          'ci95': [float(low), float(high)], 'n': int(values.size)}
+          'ci95': [float(low), float(high)], 'n': int(values.size),
+          'values': values.tolist()}

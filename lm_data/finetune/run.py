@@ -9,8 +9,12 @@ Files written under `WORKDIR/arms/<arm>/eval/`:
                                over seeds of every metric of every eval split
 Each result follows docs/design.md (arm, task, seed, init, metrics per split,
 main_metric, best_epoch, train_examples, seconds) plus checkpoint_step, recipe,
-dev_history and truncation counts. A result whose file exists for the same
-checkpoint step is not recomputed, so a killed evaluation resumes.
+dev_history, split sizes, truncation counts and `key`, a hash of everything
+the result depends on (task settings, tokenizer, model config and, for the
+pretrained init, the checkpoint step). A result on disk with the same key is
+not recomputed, so a killed evaluation resumes; control results (random,
+baseline) do not depend on the arm and are copied from a sibling arm of the
+same workdir when their key matches, so controls cost once per ablation.
 """
 
 from collections.abc import Sequence
@@ -36,7 +40,7 @@ from lm_data.train import checkpoint
 CAP_SEED = 0
 # Settings a config may leave out (configs/finetune.py documents each).
 DEFAULTS = dict(
-    checkpoint='', arms=[], arm='', step=None, tasks=[], seeds=3, controls=True,
+    checkpoint='', arms=(), arm='', step=None, tasks=(), seeds=3, controls=True,
     overrides={}, max_train_examples=1000, max_eval_examples=500, patience=2)
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
@@ -52,6 +56,14 @@ def result_name(init: str, seed: int | None) -> str:
     return 'baseline.json'
   prefix = '' if init == 'pretrained' else f'{init}_'
   return f'{prefix}seed_{seed}.json'
+
+
+def result_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The result files a (settings-filled) config asks for, per task."""
+  inits = controls.INITS if config.controls else ('pretrained',)
+  names = [result_name(init, seed) for init in controls.TRAINED_INITS
+           if init in inits for seed in range(config.seeds)]
+  return names + (['baseline.json'] if 'baseline' in inits else [])
 
 
 def find_checkpoints(path: str | pathlib.Path, arms: Sequence[str] = (),
@@ -250,11 +262,11 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
                          'dev_history': fit.dev_history, 'seconds': seconds})
 
 
-def summarise(task_dir: pathlib.Path) -> dict:
-  """Per init: {split: {metric: mean/std/ci95/n}} over the seeds on disk."""
+def summarise(task_dir: pathlib.Path, names: Sequence[str]) -> dict:
+  """Per init: {split: {metric: mean/std/ci95/n}} over the named results."""
   by_init: dict[str, list[dict]] = {}
-  for path in sorted(task_dir.glob('*.json')):
-    result = json.loads(path.read_text())
+  for name in names:
+    result = json.loads((task_dir / name).read_text())
     by_init.setdefault(result['init'], []).append(result)
   summary = {}
   for init, results in by_init.items():
@@ -280,9 +292,10 @@ def evaluate_arm(config: ml_collections.ConfigDict,
     run_task(task, task.load(), pretrained=pretrained, tokenizer=tokenizer,
              config=config, task_dir=eval_dir / name, arm=arm)
     logging.info('%s: %s done in %.1fs', arm, name, time.time() - start)
-    summary['tasks'][name] = {'kind': task.kind,
+    summary['tasks'][name] = {'kind': task.kind, 'domain': task.domain,
                               'main_metric': task.main_metric,
-                              'inits': summarise(eval_dir / name)}
+                              'inits': summarise(eval_dir / name,
+                                                 result_names(config))}
   _write_json(eval_dir / SUMMARY_NAME, summary)
   return summary
 

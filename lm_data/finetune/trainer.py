@@ -18,10 +18,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from lm_data import models
 from lm_data.finetune import encoding
 from lm_data.finetune import metrics
 from lm_data.finetune.tasks import base
-from lm_data import models
 from lm_data.train import optimizer as optimizer_lib
 
 FEATURES = ('input_ids', 'type_ids', 'position_ids', 'segment_ids')

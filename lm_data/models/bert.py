@@ -10,6 +10,7 @@ in float32; softmax, LayerNorm statistics and logits are float32.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from lm_data.models import attention as attention_lib
+from lm_data.models import dropout as dropout_lib
 
 ACTIVATIONS = ('gelu', 'relu')
 ATTENTION_KINDS = ('dense', 'blocked')
@@ -76,29 +78,29 @@ def _activation(name: str, x: jax.Array) -> jax.Array:
 
 
 class Linear(nn.Module):
-  """`einsum(equation, x, kernel) + bias`: `dtype` inputs, float32 output.
+  """`x · kernel + bias` over the last `in_ndim` axes of x, as one 2-D matmul.
 
-  One einsum per projection lets every layout be chosen to avoid transposes.
+  `dtype` inputs, float32 accumulation and output. Flattening to 2-D matters on
+  CPU: with N-D einsums XLA fused the erf-GELU backward into the dot, which then
+  ran 2.7x slower than a plain [rows, in] x [in, out] matmul.
   """
   config: BertConfig
-  equation: str
-  kernel_shape: tuple[int, ...]
-  bias_shape: tuple[int, ...]
-  # Shape the bias broadcasts as, when its axes are not the trailing ones.
-  bias_broadcast_shape: tuple[int, ...] | None = None
+  kernel_shape: tuple[int, ...]  # in_dims + out_dims; the bias is out_dims.
+  in_ndim: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cfg = self.config
+    in_dims = self.kernel_shape[:self.in_ndim]
+    out_dims = self.kernel_shape[self.in_ndim:]
     kernel = self.param('kernel', _kernel_init(cfg), self.kernel_shape,
                         cfg.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros, self.bias_shape,
-                      cfg.param_dtype)
-    y = jnp.einsum(self.equation, x.astype(cfg.dtype), kernel.astype(cfg.dtype),
+    bias = self.param('bias', nn.initializers.zeros, out_dims, cfg.param_dtype)
+    rows = x.shape[:x.ndim - self.in_ndim]
+    y = jnp.matmul(x.reshape(-1, math.prod(in_dims)).astype(cfg.dtype),
+                   kernel.reshape(math.prod(in_dims), -1).astype(cfg.dtype),
                    preferred_element_type=jnp.float32)
-    if self.bias_broadcast_shape is not None:
-      bias = bias.reshape(self.bias_broadcast_shape)
-    return y + bias.astype(jnp.float32)
+    return y.reshape(rows + out_dims) + bias.astype(jnp.float32)
 
 
 def layer_norm(config: BertConfig, name: str) -> nn.LayerNorm:
@@ -108,7 +110,7 @@ def layer_norm(config: BertConfig, name: str) -> nn.LayerNorm:
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention: fused QKV projection, attention, W_O."""
+  """Multi-head self-attention: Q/K/V projections, attention, W_O."""
   config: BertConfig
 
   @nn.compact
@@ -116,12 +118,10 @@ class SelfAttention(nn.Module):
                mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
     cfg = self.config
     heads, head_dim = cfg.num_heads, cfg.head_dim
-    # [B,S,H] x [3,H,N,D] -> [3,B,S,N,D]: one matmul, q/k/v slice the leading
-    # axis.
-    qkv = Linear(cfg, 'bsh,chnd->cbsnd', (3, cfg.hidden_size, heads, head_dim),
-                 (3, heads, head_dim), (3, 1, 1, heads, head_dim),
-                 name='qkv')(h)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    # Three [H] -> [N,D] projections: timed ~3% faster per train step on CPU
+    # than one fused [H,3,N,D] projection followed by slicing.
+    q, k, v = (Linear(cfg, (cfg.hidden_size, heads, head_dim), name=name)(h)
+               for name in ('query', 'key', 'value'))
     use_dropout = not deterministic and cfg.attention_dropout_rate > 0.0
     dropout_rng = self.make_rng('dropout') if use_dropout else None
     if cfg.attention == 'dense':
@@ -133,8 +133,8 @@ class SelfAttention(nn.Module):
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype,
           block_size=cfg.attention_block_size,
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng)
-    return Linear(cfg, 'bsnd,ndh->bsh', (heads, head_dim, cfg.hidden_size),
-                  (cfg.hidden_size,), name='out')(ctx)
+    return Linear(cfg, (heads, head_dim, cfg.hidden_size), in_ndim=2,
+                  name='out')(ctx)
 
 
 class EncoderLayer(nn.Module):
@@ -145,17 +145,19 @@ class EncoderLayer(nn.Module):
   def __call__(self, h: jax.Array, segment_ids: jax.Array,
                mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
     cfg = self.config
-    dropout = nn.Dropout(cfg.dropout_rate, deterministic=deterministic)
+    dropout = dropout_lib.Dropout(cfg.dropout_rate)
     attn = SelfAttention(cfg, name='attention')(
         h, segment_ids, mask, deterministic=deterministic)
+    attn = dropout(attn, deterministic=deterministic)
     # Residual sums in float32; the LayerNorm casts back to `dtype`.
-    h = layer_norm(cfg, 'attention_ln')(h.astype(jnp.float32) + dropout(attn))
-    x = Linear(cfg, 'bsh,hf->bsf', (cfg.hidden_size, cfg.intermediate_size),
-               (cfg.intermediate_size,), name='mlp_in')(h)
+    h = layer_norm(cfg, 'attention_ln')(h.astype(jnp.float32) + attn)
+    x = Linear(cfg, (cfg.hidden_size, cfg.intermediate_size),
+               name='mlp_in')(h)
     x = _activation(cfg.activation, x)
-    x = Linear(cfg, 'bsf,fh->bsh', (cfg.intermediate_size, cfg.hidden_size),
-               (cfg.hidden_size,), name='mlp_out')(x)
-    return layer_norm(cfg, 'output_ln')(h.astype(jnp.float32) + dropout(x))
+    x = Linear(cfg, (cfg.intermediate_size, cfg.hidden_size),
+               name='mlp_out')(x)
+    x = dropout(x, deterministic=deterministic)
+    return layer_norm(cfg, 'output_ln')(h.astype(jnp.float32) + x)
 
 
 class BertEncoder(nn.Module):
@@ -179,14 +181,17 @@ class BertEncoder(nn.Module):
     if input_ids.shape[-1] > cfg.max_len:
       raise ValueError(f'sequence length {input_ids.shape[-1]} exceeds '
                        f'max_len {cfg.max_len}; raise BertConfig.max_len.')
-    embed_init = _kernel_init(cfg)
-    embed = lambda n, name: nn.Embed(n, cfg.hidden_size, embedding_init=embed_init,
-                                     param_dtype=cfg.param_dtype, name=name)
+
+    def embed(num_embeddings: int, name: str) -> nn.Embed:
+      return nn.Embed(num_embeddings, cfg.hidden_size,
+                      embedding_init=_kernel_init(cfg),
+                      param_dtype=cfg.param_dtype, name=name)
+
     x = (embed(cfg.vocab_size, 'token_embed')(input_ids)
          + embed(cfg.max_len, 'position_embed')(position_ids)
          + embed(cfg.type_vocab_size, 'type_embed')(type_ids))
     h = layer_norm(cfg, 'embed_ln')(x.astype(jnp.float32))
-    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    h = dropout_lib.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     # Dense attention: one mask per forward, shared by every layer.
     mask = (attention_lib.mask_from_segments(segment_ids, segment_ids)
             if cfg.attention == 'dense' else None)
@@ -204,16 +209,15 @@ class MLMHead(nn.Module):
   def __call__(self, x: jax.Array, embedding: jax.Array) -> jax.Array:
     """x: [B, P, H] hidden states at masked positions; embedding: [V, H]."""
     cfg = self.config
-    x = Linear(cfg, 'bph,hk->bpk', (cfg.hidden_size, cfg.hidden_size),
-               (cfg.hidden_size,), name='transform')(x)
+    x = Linear(cfg, (cfg.hidden_size, cfg.hidden_size), name='transform')(x)
     x = _activation(cfg.activation, x)
     x = layer_norm(cfg, 'transform_ln')(x)
     bias = self.param('output_bias', nn.initializers.zeros, (cfg.vocab_size,),
                       cfg.param_dtype)
-    logits = jnp.einsum('bph,vh->bpv', x.astype(cfg.dtype),
-                        embedding.astype(cfg.dtype),
-                        preferred_element_type=jnp.float32)
-    return logits + bias.astype(jnp.float32)
+    logits = jnp.einsum('rh,vh->rv', x.reshape(-1, cfg.hidden_size).astype(
+        cfg.dtype), embedding.astype(cfg.dtype),
+                        preferred_element_type=jnp.float32)  # 2-D: see Linear.
+    return logits.reshape(x.shape[:-1] + (-1,)) + bias.astype(jnp.float32)
 
 
 class BertForMLM(nn.Module):

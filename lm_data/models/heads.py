@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from lm_data.models import bert
+from lm_data.models import dropout as dropout_lib
 
 _CLS_POSITION = 0  # [CLS] is the first token of every encoded example.
 _QA_OUTPUTS = 2  # Start and end logits.
@@ -23,15 +24,14 @@ class Pooler(nn.Module):
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
     cfg = self.config
-    x = bert.Linear(cfg, 'bh,hk->bk', (cfg.hidden_size, cfg.hidden_size),
-                    (cfg.hidden_size,), name='dense')(h[:, _CLS_POSITION])
+    x = bert.Linear(cfg, (cfg.hidden_size, cfg.hidden_size),
+                    name='dense')(h[:, _CLS_POSITION])
     return jnp.tanh(x)
 
 
-def _classifier(config: bert.BertConfig, num_outputs: int,
-                equation: str) -> bert.Linear:
-  return bert.Linear(config, equation, (config.hidden_size, num_outputs),
-                     (num_outputs,), name='classifier')
+def _classifier(config: bert.BertConfig, num_outputs: int) -> bert.Linear:
+  return bert.Linear(config, (config.hidden_size, num_outputs),
+                     name='classifier')
 
 
 class BertForSequenceClassification(nn.Module):
@@ -51,8 +51,9 @@ class BertForSequenceClassification(nn.Module):
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
     pooled = Pooler(cfg, name='pooler')(h)
-    pooled = nn.Dropout(cfg.dropout_rate)(pooled, deterministic=deterministic)
-    return _classifier(cfg, self.num_labels, 'bh,hk->bk')(pooled)
+    pooled = dropout_lib.Dropout(cfg.dropout_rate)(
+        pooled, deterministic=deterministic)
+    return _classifier(cfg, self.num_labels)(pooled)
 
 
 class BertForTokenClassification(nn.Module):
@@ -68,8 +69,8 @@ class BertForTokenClassification(nn.Module):
     h = bert.BertEncoder(cfg, name='encoder')(
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
-    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    return _classifier(cfg, self.num_labels, 'bsh,hk->bsk')(h)
+    h = dropout_lib.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    return _classifier(cfg, self.num_labels)(h)
 
 
 class BertForQuestionAnswering(nn.Module):
@@ -87,5 +88,5 @@ class BertForQuestionAnswering(nn.Module):
     h = bert.BertEncoder(cfg, name='encoder')(
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
-    logits = _classifier(cfg, _QA_OUTPUTS, 'bsh,hk->bsk')(h)
+    logits = _classifier(cfg, _QA_OUTPUTS)(h)
     return logits[..., 0], logits[..., 1]

@@ -23,7 +23,6 @@ from lm_data.input_pipeline import prepare as prepare_lib
 from lm_data.input_pipeline import sampling
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.study import report as report_lib
-from lm_data.train import checkpoint
 from lm_data.train import trainer
 
 ARM_RESULT = 'arm_result.json'
@@ -31,7 +30,6 @@ ARM_NAME = re.compile(r'^[A-Za-z0-9_.+-]+$')
 # Purposes folded into config.seed so data order and masking are independent streams.
 LOADER_SEED_PURPOSE = 0x10AD
 EVAL_MASK_SEED_PURPOSE = 0xE7A1
-CONTROLS_ARM = 'controls'
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -168,37 +166,25 @@ class Study:
     if not result.finished:
       return None
 
-    tasks = {}
+    tasks, controls = {}, {}
     if self.is_main:
-      ft = ml_collections.ConfigDict(c.finetune.to_dict())
-      ft.controls = False
-      summary = finetune_run.evaluate_checkpoint(ft, arm_dir / 'checkpoints',
+      # Controls (random-init encoder, majority baseline) do not depend on the
+      # arm: the fine-tuning run copies them from a sibling arm, so they cost once.
+      summary = finetune_run.evaluate_checkpoint(c.finetune, arm_dir / 'checkpoints',
                                                  arm_dir / 'eval', arm=arm.name)
       tasks = task_scores(summary, 'pretrained')
+      controls = {'random_init': task_scores(summary, 'random'),
+                  'baseline': task_scores(summary, 'baseline')}
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'{arm.name} evaluated')  # process 0 fine-tunes
     record = {'arm': arm.name, 'recipe': arm.data.to_dict(), 'budget': budget,
               'unique_tokens': unique_tokens, 'tokens_seen': tokens_seen,
               'epochs': data_stats['epochs'], 'steps': steps,
               'train_flops': result.train_flops, 'data_stats': data_stats,
-              'heldout': result.heldout, 'tasks': tasks}
+              'heldout': result.heldout, 'tasks': tasks, 'controls': controls}
     if self.is_main:
       _write_json(arm_dir / ARM_RESULT, record)
     return record
-
-  def controls(self, first_arm: str) -> dict:
-    """Random-init encoder and majority/mean baseline, once per ablation.
-
-    They do not depend on the pretraining data, only on the tokenizer and the
-    model size, which all arms share; the first arm's checkpoint provides both.
-    """
-    ft = ml_collections.ConfigDict(self.config.finetune.to_dict())
-    if not ft.controls:
-      return {}
-    pretrained = checkpoint.load_pretrained(
-        self.workdir / 'arms' / first_arm / 'checkpoints')
-    summary = finetune_run.evaluate_controls(ft, pretrained,
-                                             self.workdir / CONTROLS_ARM / 'eval')
-    return {'random_init': task_scores(summary, 'random'),
-            'baseline': task_scores(summary, 'baseline')}
 
 
 def task_scores(summary: dict, init: str) -> dict:
@@ -240,5 +226,5 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
     multihost_utils.sync_global_devices('arms done')
   if not study.is_main or config.arm:
     return None  # a single arm of a job array: the report is made by a full run
-  controls = study.controls(arms[0].name)
-  return report_lib.write_report(workdir, config, records, controls)
+  controls = records[0].get('controls', {})
+  return report_lib.write_report(workdir, plain(config), records, controls)

@@ -73,4 +73,4 @@ def test_mean_std_ci():
   assert 1.0 <= low <= 2.0 <= high <= 3.0
   assert metrics.mean_std_ci([1.0, 2.0, 3.0]) == out        # seeded bootstrap
   assert metrics.mean_std_ci([0.5]) == {'mean': 0.5, 'std': 0.0,
-                                        'ci95': [0.5, 0.5], 'n': 1}
+                                        'ci95': [0.5, 0.5], 'n': 1, 'values': [0.5]}

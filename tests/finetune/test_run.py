@@ -88,7 +88,9 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
   assert baseline['init'] == 'baseline' and baseline['seed'] is None
   assert result['metrics']['test']['accuracy'] > baseline['metrics']['test']['accuracy']
 
-  summary = run.summarise(task_dir)
+  assert run.result_names(config) == ['seed_0.json', 'random_seed_0.json',
+                                      'baseline.json']
+  summary = run.summarise(task_dir, run.result_names(config))
   assert set(summary) == {'pretrained', 'random', 'baseline'}
   assert summary['pretrained']['test']['accuracy']['mean'] == pytest.approx(
       result['metrics']['test']['accuracy'])

@@ -164,3 +164,29 @@ def test_pretrained_encoder_replaces_random_one():
                             2, recipe, 8)
   with pytest.raises(ValueError, match='do not fit'):
     other.init_params(0, encoder)
+
+
+def test_qa_fits_and_scores_on_a_tiny_fixture():
+  """The answer is always the word after 'is': the span head learns it."""
+  rng = np.random.default_rng(0)
+  names = ['ann', 'bob', 'cyd', 'dee', 'eve', 'fay']
+  examples = []
+  for _ in range(96):
+    name = str(rng.choice(names))
+    filler = ' '.join(rng.choice(['the', 'a', 'so'], int(rng.integers(0, 4))))
+    context = f'{filler} it is {name} ok'.strip()
+    examples.append(base.Example(text='who', text_b=context,
+                                 answer_start=context.index(f'is {name}') + 3,
+                                 answer_text=name))
+  tok = fakes.FakeTokenizer()
+  train = encoding.encode(tok, 'qa', examples[:64], 16)
+  dev = encoding.encode(tok, 'qa', examples[64:], 16)
+  recipe = base.Recipe(learning_rate=1e-2, epochs=6, batch_size=16, max_len=16)
+  tuner = trainer.FineTuner('qa', fakes.tiny_config(), 0, recipe, len(train))
+  fit = tuner.fit(tuner.init_params(0), train, dev, seed=0,
+                  main_metric='span_f1', patience=0)
+  scores = tuner.evaluate(fit.params, dev)
+  baseline = trainer.score('qa', 0, controls.baseline_predictions(
+      'qa', train, dev), dev.targets)
+  assert set(scores) == {'exact_match', 'span_f1'}
+  assert scores['exact_match'] > baseline['exact_match'] + 0.2, (scores, baseline)

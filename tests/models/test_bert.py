@@ -18,7 +18,7 @@ _CONFIG = bert.BertConfig(vocab_size=50, hidden_size=32, num_layers=2,
 _BATCH, _SEQ, _PREDICTIONS = 2, 10, 3
 _F32_TOL = 1e-4
 _BF16_TOL = 0.1
-_PARAM_NOISE = 0.1  # Perturbs init (zero biases, unit LN) so every param counts.
+_PARAM_NOISE = 0.1  # Perturbs init (zero biases, unit LN): every param counts.
 
 
 def _batch(seed=0):
@@ -95,10 +95,9 @@ def _np_dense(x, p):
 def _np_encoder_layer(h, seg, p, cfg):
   """H̃ = LN(H + Attn(H) W_O);  H = LN(H̃ + f(H̃ W₁) W₂)."""
   batch, seq, hidden = h.shape
-  qkv_kernel = p['attention']['qkv']['kernel']  # [3, H, N, D]
-  qkv_bias = p['attention']['qkv']['bias']  # [3, N, D]
-  q, k, v = (np.einsum('bsh,hnd->bsnd', h, qkv_kernel[i]) + qkv_bias[i]
-             for i in range(3))
+  q, k, v = (np.einsum('bsh,hnd->bsnd', h, p['attention'][name]['kernel'])
+             + p['attention'][name]['bias']  # Kernel [H, N, D], bias [N, D].
+             for name in ('query', 'key', 'value'))
   ctx = _np_attention(q, k, v, seg).reshape(batch, seq, hidden)
   w_o = p['attention']['out']['kernel'].reshape(hidden, hidden)
   attn = ctx @ w_o + p['attention']['out']['bias']
@@ -310,3 +309,22 @@ def test_sequence_longer_than_max_len_raises():
   ids = np.ones((1, _CONFIG.max_len + 1), np.int32)
   with pytest.raises(ValueError, match='exceeds max_len'):
     encoder.init(jax.random.key(0), ids, ids, ids, ids, deterministic=True)
+
+
+def test_blocked_model_gradients_match_dense():
+  batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
+  blocked = dataclasses.replace(_CONFIG, attention='blocked',
+                                attention_block_size=4)
+
+  def grads(cfg, deterministic):
+    model = bert.BertForMLM(cfg)
+    loss = lambda p: jax.nn.logsumexp(model.apply(
+        p, *batch, deterministic=deterministic,
+        rngs={'dropout': jax.random.key(0)}), axis=-1).sum()
+    return jax.jit(jax.grad(loss))(params)
+
+  chex.assert_trees_all_close(grads(blocked, True), grads(_CONFIG, True),
+                              atol=1e-4, rtol=1e-4)
+  with_dropout = grads(blocked, False)
+  chex.assert_tree_all_finite(with_dropout)

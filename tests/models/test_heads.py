@@ -42,7 +42,7 @@ def _make(name):
 
 @functools.cache
 def _init_and_apply(name):
-  """(params, outputs, hidden states from a plain BertEncoder with those params)."""
+  """(params, outputs, hidden states of a plain BertEncoder on those params)."""
   model, batch = _make(name), _batch()
   params = jax.jit(functools.partial(model.init, deterministic=True))(
       jax.random.key(0), *batch)

@@ -75,6 +75,7 @@ class Task:
   recipe: Recipe
   load: Callable[[], TaskData]
   description: str               # provenance, licence, sizes
+  domain: str | None = None      # pretraining domain whose text it shares (domain ablation)
 
   def __post_init__(self):
     if self.kind not in KINDS:

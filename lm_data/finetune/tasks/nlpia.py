@@ -149,5 +149,5 @@ TASKS = (
               main_metric='accuracy', label_names=DIALOG_LABELS,
               recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_dialog(fetch.fetch(ARCHIVE)),
-              description=__doc__),
+              description=__doc__, domain='conversational'),
 )

@@ -136,5 +136,5 @@ TASKS = (
               label_names=HEDGE_LABELS,
               recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_hedge(fetch.fetch(ARCHIVE)),
-              description=__doc__),
+              description=__doc__, domain='encyclopedic'),
 )

@@ -1,0 +1,58 @@
+"""main.py on the smoke config, on real (cached) data: report files, and a kill -9
+mid-pretraining followed by a re-run gives the same results.json numbers."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CONFIG = 'configs/size_ablation.py:smoke'
+TIMEOUT_S = 1200
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
+
+def _main(workdir: pathlib.Path) -> subprocess.Popen:
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  return subprocess.Popen([sys.executable, 'main.py', f'--config={CONFIG}',
+                           f'--workdir={workdir}'], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+  _, err = proc.communicate(timeout=TIMEOUT_S)
+  assert proc.returncode == 0, err[-4000:]
+
+
+def _numbers(workdir: pathlib.Path) -> dict:
+  results = json.loads((workdir / 'report' / 'results.json').read_text())
+  return {arm['arm']: {'heldout': arm['heldout'], 'tasks': arm['tasks'],
+                       'unique_tokens': arm['unique_tokens']} for arm in results['arms']}
+
+
+def test_smoke_study_writes_report_and_survives_kill(tmp_path):
+  straight = tmp_path / 'straight'
+  _finish(_main(straight))
+  report = straight / 'report'
+  assert (report / 'report.md').read_text().strip()
+  assert list(report.glob('*.png'))
+  assert len(_numbers(straight)) == 2
+
+  killed = tmp_path / 'killed'
+  proc = _main(killed)
+  first_ckpt = killed / 'arms' / 'size_1-64' / 'checkpoints' / '30'
+  deadline = time.time() + TIMEOUT_S
+  while not first_ckpt.is_dir():
+    assert proc.poll() is None, proc.stderr.read()[-4000:]
+    assert time.time() < deadline
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / 'arms' / 'size_1-64' / 'arm_result.json').exists()
+  _finish(_main(killed))
+  assert _numbers(killed) == _numbers(straight)
