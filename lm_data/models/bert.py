@@ -214,9 +214,9 @@ class MLMHead(nn.Module):
     x = layer_norm(cfg, 'transform_ln')(x)
     bias = self.param('output_bias', nn.initializers.zeros, (cfg.vocab_size,),
                       cfg.param_dtype)
-    logits = jnp.einsum('rh,vh->rv', x.reshape(-1, cfg.hidden_size).astype(
-        cfg.dtype), embedding.astype(cfg.dtype),
-                        preferred_element_type=jnp.float32)  # 2-D: see Linear.
+    rows = x.reshape(-1, cfg.hidden_size).astype(cfg.dtype)  # 2-D: see Linear.
+    logits = jnp.einsum('rh,vh->rv', rows, embedding.astype(cfg.dtype),
+                        preferred_element_type=jnp.float32)
     return logits.reshape(x.shape[:-1] + (-1,)) + bias.astype(jnp.float32)
 
 

@@ -75,9 +75,9 @@ def test_weight_decay_skips_biases_and_layernorm():
   mask = optim.decay_mask(state.params)
   flat = {'/'.join(k.key for k in path): v
           for path, v in jax.tree_util.tree_leaves_with_path(mask)}
-  assert not flat['encoder/layer_0/attention/qkv/bias']
+  assert not flat['encoder/layer_0/attention/query/bias']
   assert not flat['encoder/embed_ln/scale']
-  assert flat['encoder/layer_0/attention/qkv/kernel']
+  assert flat['encoder/layer_0/attention/query/kernel']
   assert flat['encoder/token_embed/embedding']
 
 
