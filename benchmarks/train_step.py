@@ -33,6 +33,11 @@ _REPEATS = flags.DEFINE_integer('repeats', 1, 'Alternating runs of each implemen
 _IMPL = flags.DEFINE_enum('impl', 'both', ['both', 'ours', 'hf'], 'What to time.')
 _ATTENTION = flags.DEFINE_enum('attention', 'dense', ['dense', 'blocked'], 'lm_data attention.')
 _DROPOUT = flags.DEFINE_float('dropout', 0.1, 'Dropout rate (both implementations).')
+_ACTIVATION = flags.DEFINE_enum(
+    'activation', 'gelu', ['gelu', 'gelu_exact', 'relu'],
+    'gelu = tanh form (google-research/bert; HF "gelu_new"), gelu_exact = erf '
+    '(HF "gelu"). Both implementations use the same function.')
+HF_ACTIVATION = {'gelu': 'gelu_new', 'gelu_exact': 'gelu', 'relu': 'relu'}
 
 MASK_RATE = 0.15
 
@@ -75,7 +80,8 @@ def run_ours():
   dtype = jnp.bfloat16 if _DTYPE.value == 'bf16' else jnp.float32
   preds = int(np.ceil(MASK_RATE * _SEQ.value))
   config = make_config(_MODEL.value, _VOCAB.value, dtype=dtype, attention=_ATTENTION.value,
-                       dropout_rate=_DROPOUT.value, attention_dropout_rate=_DROPOUT.value)
+                       dropout_rate=_DROPOUT.value, attention_dropout_rate=_DROPOUT.value,
+                       activation=_ACTIVATION.value)
   model = BertForMLM(config)
   train_cfg = common.base_config().train
   from lm_data.train import optimizer as optim
@@ -113,6 +119,7 @@ def run_hf():
   hf_config = BertConfig(vocab_size=_VOCAB.value, hidden_size=ours.hidden_size,
                          num_hidden_layers=ours.num_layers, num_attention_heads=ours.num_heads,
                          intermediate_size=ours.intermediate_size, hidden_dropout_prob=_DROPOUT.value,
+                         hidden_act=HF_ACTIVATION[_ACTIVATION.value],
                          attention_probs_dropout_prob=_DROPOUT.value)
   model = FlaxBertForMaskedLM(hf_config, seed=0, dtype=dtype)
   preds = int(np.ceil(MASK_RATE * _SEQ.value))
@@ -169,6 +176,7 @@ def _record(impl, compile_s, step_s, step_flops, peak):
   tokens = _BATCH.value * _SEQ.value
   return {'impl': impl, 'model': _MODEL.value, 'vocab': _VOCAB.value, 'batch': _BATCH.value,
           'seq': _SEQ.value, 'dtype': _DTYPE.value, 'attention': _ATTENTION.value,
+          'activation': _ACTIVATION.value,
           'dropout': _DROPOUT.value, 'tokens_per_s': tokens / step_s, 's_per_step': step_s,
           'compile_s': compile_s, 'step_tflops': step_flops / 1e12,
           'achieved_tflops_per_s': step_flops / step_s / 1e12, 'peak_tflops_per_s': peak / 1e12,

@@ -98,6 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Downstream evaluation of every arm (configs/finetune.py documents each field);
   # `checkpoint` is filled in per arm by the study.
   c.finetune = finetune_config.get_config()
+  c.finetune.max_train_examples = 500  # per task: keeps 8 tasks x 3 seeds a few minutes per arm on CPU
   return c
 
 

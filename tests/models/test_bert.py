@@ -73,7 +73,10 @@ def _np_layer_norm(x, p, eps):
 def _np_act(name, x):
   if name == 'relu':
     return np.maximum(x, 0)
-  return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+  if name == 'gelu_exact':
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+  # google-research/bert modeling.gelu (tanh approximation).
+  return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def _np_attention(q, k, v, seg):
@@ -186,7 +189,7 @@ def test_init_follows_bert():
         assert 0.015 < x.std() < 0.025, name
 
 
-@pytest.mark.parametrize('activation', ['gelu', 'relu'])
+@pytest.mark.parametrize('activation', ['gelu', 'gelu_exact', 'relu'])
 def test_encoder_layer_matches_numpy(activation):
   cfg = dataclasses.replace(_CONFIG, activation=activation)
   layer = bert.EncoderLayer(cfg)
