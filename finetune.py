@@ -7,10 +7,13 @@ Reads checkpoints only (safe beside a running pretraining job); re-running the
 same command skips results already written.
 """
 
+import jax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from lm_data import distributed
+from lm_data import logs
 from lm_data.finetune import run
 
 FLAGS = flags.FLAGS
@@ -24,7 +27,12 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  run.evaluate(FLAGS.config, _WORKDIR.value)
+  logs.quiet_libraries()
+  distributed.initialize()
+  # Fine-tuning runs are small and independent: on a multi-host job only
+  # process 0 evaluates and writes, the others have nothing to do.
+  if jax.process_index() == 0:
+    run.evaluate(FLAGS.config, _WORKDIR.value)
 
 
 if __name__ == '__main__':
