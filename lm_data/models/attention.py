@@ -72,7 +72,9 @@ def dot_product_attention(q: jax.Array,
   q, k, v = (jnp.swapaxes(x, 1, 2).astype(dtype) for x in (q * scale, k, v))
   scores = jnp.einsum('bnqd,bnkd->bnqk', q, k,
                       preferred_element_type=jnp.float32)
-  scores = jnp.where(mask, scores, _MASK_VALUE)
+  # An additive bias (select once on the [B,1,S,S] mask, not on the scores)
+  # keeps the backward pass free of selects over [B,N,S,S].
+  scores = scores + jnp.where(mask, 0.0, _MASK_VALUE).astype(jnp.float32)
   # Softmax is shift-invariant: no gradient needs to flow through the max.
   row_max = jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
   probs = jnp.exp(scores - row_max)  # Masked keys give exactly 0.
