@@ -14,9 +14,11 @@ Variants (comma-separated, big_vision style):
   :arm=size_1-16  one arm only (job arrays)
   :fixed_epochs   equal epochs instead of equal steps
   :tpu            C4 + BERT-base + bf16 on TPU VMs (see docs/tpu.md)
-Runtime (2-core CPU, data cached): see BUILD_NOTES.md, 'Study runs'.
-Expected: held-out MLM loss falls with data size (a power law with an
-irreducible term); downstream scores rise more slowly and differ by task.
+Runtime (2-core CPU, archives cached): 26 min (4 arms x ~3.5 min pretraining
++ ~2-5 min fine-tuning); :smoke 75 s. Measured in BUILD_NOTES.md, 'Study runs'.
+Expected: held-out MLM loss falls with data size (measured 6.49 -> 6.21 from
+1/64 to all, power-law fit E=6.19, beta=0.72); at this CPU compute the
+downstream slopes are within seed noise for every task.
 """
 
 import ml_collections
