@@ -3,7 +3,6 @@
 import gzip
 import os
 import re
-import socket
 import zipfile
 
 from lm_data.input_pipeline import fetch
@@ -11,8 +10,6 @@ from lm_data.input_pipeline import parsers
 from lm_data.input_pipeline import sources
 import pytest
 
-PYPI_HOST = 'pypi.org'
-PROBE_TIMEOUT_S = 5
 MIN_DEFAULT_DOMAINS = 6
 
 
@@ -121,19 +118,8 @@ def test_load_domain_uses_the_default_sources(toy_registry):
   assert len(documents) == 5
 
 
-def _pypi_reachable() -> bool:
-  try:
-    socket.create_connection((PYPI_HOST, 443), timeout=PROBE_TIMEOUT_S).close()
-    return True
-  except OSError:
-    return False
-
-
 @pytest.mark.network
 def test_fetch_real_source_end_to_end(tmp_path, monkeypatch):
-  if not _pypi_reachable():
-    pytest.skip(f'{PYPI_HOST}:443 unreachable within {PROBE_TIMEOUT_S} s: '
-                'this test downloads sentencepiece==0.2.3 from PyPI')
   monkeypatch.setenv(fetch.CACHE_ENV, str(tmp_path))
   documents, stats = sources.load_source('botchan')
   assert sorted(os.listdir(tmp_path / fetch.ARCHIVES_DIR)) == [
