@@ -135,3 +135,14 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
   for arm in c.arms:
     arm.data.tfds_name = tfds_name
   return c
+
+
+def apply_variants(c: ml_collections.ConfigDict,
+                   a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The variants every ablation shares: arm=NAME, smoke, tpu (if it has one)."""
+  c.arm = a.arm
+  if a.smoke:
+    smoke(c)
+  if a.get('tpu'):
+    tpu(c)
+  return c

@@ -49,9 +49,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.arms = [ml_collections.ConfigDict(dict(
       name=name, data=common.data_recipe(domains=list(POOL), **fields), epochs=0))
             for name, fields in arms.items()]
-  c.arm = a.arm
-  if a.smoke:
-    common.smoke(c)
-  if a.tpu:
-    common.tpu(c)
-  return c
+  return common.apply_variants(c, a)

@@ -39,9 +39,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       data=common.data_recipe(budget_fraction=num / den),
       epochs=FIXED_EPOCHS if a.fixed_epochs else 0,
   )) for num, den in fractions]
-  c.arm = a.arm
-  if a.smoke:
-    common.smoke(c)
-  if a.tpu:
-    common.tpu(c)
-  return c
+  return common.apply_variants(c, a)
