@@ -38,7 +38,7 @@ class TrainState:
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
                        *, seq_len: int, max_predictions: int,
                        seed: int) -> TrainState:
-  """Initialises params (seeded by `seed`'s 'init' fold) and optimizer state."""
+  """Params and optimizer state; `seed` splits into the init and dropout keys."""
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
   ids = jnp.zeros((1, seq_len), jnp.int32)
   positions = jnp.zeros((1, max_predictions), jnp.int32)

@@ -1,6 +1,7 @@
 """The MLM pretraining loop: resumable, data-parallel, with metrics and evaluation."""
 
 import dataclasses
+import functools
 import json
 import pathlib
 import signal
@@ -15,6 +16,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from lm_data.input_pipeline import loader
 from lm_data.models.bert import BertForMLM
 from lm_data.models.presets import make_config
 from lm_data.train import checkpoint, flops, metrics as metrics_lib, optimizer as optim
@@ -147,9 +149,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
       state = init()
     start = int(state.step)
 
-    data_sharding = steps.batch_sharding(mesh)
-    def to_device(batch):
-      return jax.make_array_from_process_local_data(data_sharding, dict(batch))
+    to_device = functools.partial(loader.global_batch_to_device,
+                                  sharding=steps.batch_sharding(mesh))
 
     if tc.parallelism == 'jit':
       train_step = steps.make_jit_train_step(model, tx, schedule, mesh,
