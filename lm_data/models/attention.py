@@ -43,7 +43,8 @@ def dot_product_attention(q: jax.Array,
                           dtype: jnp.dtype = jnp.float32,
                           mask: jax.Array | None = None,
                           dropout_rate: float = 0.0,
-                          dropout_rng: jax.Array | None = None) -> jax.Array:
+                          dropout_rng: jax.Array | None = None,
+                          batch_splits: int = 1) -> jax.Array:
   """Dense softmax(q kᵀ / √d) v with a segment mask; materialises [B,N,Sq,Sk].
 
   Args:
@@ -57,6 +58,11 @@ def dot_product_attention(q: jax.Array,
       encoder builds it once per forward rather than once per layer.
     dropout_rate: dropout on the attention probabilities (BERT's placement).
     dropout_rng: PRNG key; dropout is applied iff given and the rate is > 0.
+    batch_splits: computes the batch in this many independent slices (when it
+      divides B). XLA:CPU runs each small batched [S,D]x[D,S] dot on one core;
+      independent slices run concurrently on the others (a mini train step on
+      2 cores was 3-4% faster with 2). Slice i's dropout key is `dropout_rng`
+      folded with i.
 
   Returns:
     [B, Sq, N, D] in `dtype`.
@@ -66,6 +72,18 @@ def dot_product_attention(q: jax.Array,
       raise ValueError('dot_product_attention needs segment_ids_q and '
                        'segment_ids_k, or a precomputed mask.')
     mask = mask_from_segments(segment_ids_q, segment_ids_k)
+  batch = q.shape[0]
+  if batch_splits > 1 and batch % batch_splits == 0 and batch > 1:
+    size = batch // batch_splits
+    outs = []
+    for i in range(batch_splits):
+      part = slice(i * size, (i + 1) * size)
+      rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+      outs.append(dot_product_attention(
+          q[part], k[part], v[part], dtype=dtype,
+          mask=jnp.broadcast_to(mask, (batch,) + mask.shape[1:])[part],
+          dropout_rate=dropout_rate, dropout_rng=rng))
+    return jnp.concatenate(outs, axis=0)
   scale = 1.0 / math.sqrt(q.shape[-1])
   # [B,N,S,D]: batch axes lead in every dot (measured 2x faster fwd+bwd on CPU
   # than contracting the [B,S,N,D] layout directly).

@@ -43,6 +43,9 @@ class BertConfig:
   param_dtype: Any = jnp.float32
   attention: str = 'dense'
   attention_block_size: int = 64
+  # Dense attention in this many independent batch slices; 0 = 2 on CPU (where
+  # it lets the small batched dots use both cores), 1 elsewhere.
+  attention_batch_splits: int = 0
   layer_norm_eps: float = 1e-12
   initializer_range: float = 0.02
 
@@ -59,6 +62,8 @@ class BertConfig:
     if self.attention not in ATTENTION_KINDS:
       raise ValueError(f'unknown attention {self.attention!r}; known: '
                        f'{", ".join(ATTENTION_KINDS)}.')
+    if self.attention_batch_splits < 0:
+      raise ValueError('attention_batch_splits must be >= 0 (0 = automatic).')
     if self.hidden_size % self.num_heads:
       raise ValueError(f'hidden_size {self.hidden_size} is not divisible by '
                        f'num_heads {self.num_heads}.')
@@ -153,7 +158,9 @@ class SelfAttention(nn.Module):
     if cfg.attention == 'dense':
       ctx = attention_lib.dot_product_attention(
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype, mask=mask,
-          dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng)
+          dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
+          batch_splits=cfg.attention_batch_splits or (
+              2 if jax.default_backend() == 'cpu' else 1))
     else:
       ctx = attention_lib.blocked_attention(
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype,

@@ -75,6 +75,24 @@ def test_dense_with_precomputed_mask_matches_numpy():
                              atol=_F32_TOL, rtol=_F32_TOL)
 
 
+def test_dense_in_batch_slices_matches_numpy_and_unsplit_gradients():
+  q, k, v = _qkv(10, 10, seed=3)
+  expected = _numpy_attention(q, k, v, _SEGMENTS, _SEGMENTS)
+  split = lambda q, k, v: attention.dot_product_attention(
+      q, k, v, _SEGMENTS, _SEGMENTS, batch_splits=2)
+  whole = lambda q, k, v: attention.dot_product_attention(
+      q, k, v, _SEGMENTS, _SEGMENTS)
+  np.testing.assert_allclose(jax.jit(split)(q, k, v), expected,
+                             atol=_F32_TOL, rtol=_F32_TOL)
+  grad = lambda f: jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(f(*a))),
+                                    argnums=(0, 1, 2)))(q, k, v)
+  chex.assert_trees_all_close(grad(split), grad(whole), atol=1e-6, rtol=1e-5)
+  # A split that does not divide the batch falls back to one slice.
+  np.testing.assert_allclose(attention.dot_product_attention(
+      q, k, v, _SEGMENTS, _SEGMENTS, batch_splits=3), expected,
+                             atol=_F32_TOL, rtol=_F32_TOL)
+
+
 def test_dense_cross_lengths_match_numpy():
   q, k, v = _qkv(4, 10, seed=2)
   seg_q = np.array([[1, 2, 2, 0], [1, 1, 1, 1]], np.int32)

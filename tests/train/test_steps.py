@@ -34,8 +34,20 @@ def test_mlm_loss_matches_numpy_cross_entropy():
   nll = -np.take_along_axis(logp, labels[..., None], -1)[..., 0]
   loss_sum, correct = steps.mlm_loss(jnp.asarray(logits), labels, weights)
   np.testing.assert_allclose(loss_sum, (nll * weights).sum(), rtol=1e-6)
-  # argmax hits: [0 ok, 1 no | 2 ? (ties -> index 0: wrong), masked slot]
-  np.testing.assert_allclose(correct, 1.0)
+  # Hits: [0 yes, 1 no | 2 tied for the max: counts as a hit, masked slot].
+  np.testing.assert_allclose(correct, 2.0)
+
+
+def test_mlm_loss_gradient_matches_softmax_minus_one_hot():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 3, 7)).astype(np.float32) * 3
+  labels = rng.integers(0, 7, (2, 3)).astype(np.int32)
+  weights = rng.uniform(size=(2, 3)).astype(np.float32)
+  grad = jax.grad(lambda x: steps.mlm_loss(x, labels, weights)[0])(jnp.asarray(logits))
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  expected = (probs - np.eye(7, dtype=np.float32)[labels]) * weights[..., None]
+  chex.assert_trees_all_close(grad, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_jit_and_pmap_steps_give_the_same_params():
@@ -67,6 +79,22 @@ def test_gradient_accumulation_equals_one_big_batch():
   s1, m1 = one(jax.tree.map(jnp.copy, state), batch)
   s2, m2 = two(state, batch)
   np.testing.assert_allclose(m1['loss_sum'], m2['loss_sum'], rtol=1e-5)
+  chex.assert_trees_all_close(s1.params, s2.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('accum_steps', [1, 2])
+def test_batch_splits_give_the_gradient_of_the_whole_batch(accum_steps):
+  _, model, tx, schedule, state = _setup()
+  mesh = steps.make_mesh()
+  batch = fixtures.mlm_batch(5)
+  results = []
+  for splits in (1, 2):
+    step = steps.make_jit_train_step(model, tx, schedule, mesh,
+                                     accum_steps=accum_steps, batch_splits=splits)
+    results.append(step(jax.tree.map(jnp.copy, state), batch))
+  (s1, m1), (s2, m2) = results
+  np.testing.assert_allclose(m1['loss_sum'], m2['loss_sum'], rtol=1e-5)
+  np.testing.assert_allclose(m1['correct_sum'], m2['correct_sum'])
   chex.assert_trees_all_close(s1.params, s2.params, rtol=1e-5, atol=1e-6)
 
 
