@@ -22,6 +22,16 @@ _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 _VALID_ROW_THRESHOLD = 0.5 * _MASK_VALUE
 
 
+def default_batch_splits() -> int:
+  """Independent batch slices for CPU: 2 on CPU, 1 elsewhere.
+
+  XLA:CPU runs each small batched [S,D]x[D,S] attention dot on one core;
+  independent slices of the batch let the runtime overlap them on both
+  (BUILD_NOTES.md, 'Train step'). Used by dense attention and the train step.
+  """
+  return 2 if jax.default_backend() == 'cpu' else 1
+
+
 def mask_from_segments(segment_ids_q: jax.Array,
                        segment_ids_k: jax.Array) -> jax.Array:
   """Boolean attention mask [B, 1, Sq, Sk] (broadcasts over heads).
@@ -59,10 +69,9 @@ def dot_product_attention(q: jax.Array,
     dropout_rate: dropout on the attention probabilities (BERT's placement).
     dropout_rng: PRNG key; dropout is applied iff given and the rate is > 0.
     batch_splits: computes the batch in this many independent slices (when it
-      divides B). XLA:CPU runs each small batched [S,D]x[D,S] dot on one core;
-      independent slices run concurrently on the others (a mini train step on
-      2 cores was 3-4% faster with 2). Slice i's dropout key is `dropout_rng`
-      folded with i.
+      divides B); see `default_batch_splits` (with 2, the mini / tiny train
+      steps on 2 cores were 2.5% / 7.6% faster). Slice i's dropout key is
+      `dropout_rng` folded with i.
 
   Returns:
     [B, Sq, N, D] in `dtype`.
@@ -73,7 +82,7 @@ def dot_product_attention(q: jax.Array,
                        'segment_ids_k, or a precomputed mask.')
     mask = mask_from_segments(segment_ids_q, segment_ids_k)
   batch = q.shape[0]
-  if batch_splits > 1 and batch % batch_splits == 0 and batch > 1:
+  if batch_splits > 1 and batch % batch_splits == 0:
     size = batch // batch_splits
     outs = []
     for i in range(batch_splits):

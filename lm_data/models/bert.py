@@ -159,8 +159,8 @@ class SelfAttention(nn.Module):
       ctx = attention_lib.dot_product_attention(
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype, mask=mask,
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
-          batch_splits=cfg.attention_batch_splits or (
-              2 if jax.default_backend() == 'cpu' else 1))
+          batch_splits=(cfg.attention_batch_splits
+                        or attention_lib.default_batch_splits()))
     else:
       ctx = attention_lib.blocked_attention(
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype,

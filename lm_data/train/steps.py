@@ -19,6 +19,8 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lm_data.models import attention
+
 DATA_AXIS = 'data'
 PMAP_AXIS = 'batch'
 MODEL_INPUTS = ('input_ids', 'type_ids', 'position_ids', 'segment_ids')
@@ -77,32 +79,23 @@ def _split_microbatches(batch: Batch, accum_steps: int) -> Batch:
   return jax.tree.map(split, dict(batch))
 
 
-def default_batch_splits() -> int:
-  """Independent batch slices per micro-batch: 2 on CPU, 1 elsewhere.
-
-  XLA:CPU runs some ops (the small batched attention dots, row reductions) on
-  one core; two independent forward/backward chains let the runtime overlap
-  them on both. Measured +3% (mini) and +5% (tiny) per train step on 2 cores,
-  on top of the attention's own split (BUILD_NOTES.md, 'Train step').
-  """
-  return 2 if jax.default_backend() == 'cpu' else 1
-
-
 def _grads_and_metrics(model: nn.Module, params, batch: Batch, rng: jax.Array,
                        total_weight: jax.Array, accum_steps: int,
                        batch_splits: int):
   """Gradient of sum(local losses) / total_weight, accumulated over micro-batches."""
 
   def loss_fn(params, micro, rng):
-    splits = batch_splits if micro['input_ids'].shape[0] % batch_splits == 0 else 1
-    parts = _split_microbatches(micro, splits) if splits > 1 else None
+    if batch_splits > 1 and micro['input_ids'].shape[0] % batch_splits == 0:
+      stacked = _split_microbatches(micro, batch_splits)
+      parts = [({k: v[i] for k, v in stacked.items()}, jax.random.fold_in(rng, i))
+               for i in range(batch_splits)]
+    else:
+      parts = [(micro, rng)]
     loss_sum = correct = jnp.zeros((), jnp.float32)
-    for i in range(splits):
-      part = micro if parts is None else {k: v[i] for k, v in parts.items()}
+    for part, part_rng in parts:
       logits = model.apply(
           {'params': params}, *(part[k] for k in MODEL_INPUTS),
-          part['mlm_positions'], deterministic=False,
-          rngs={'dropout': rng if splits == 1 else jax.random.fold_in(rng, i)})
+          part['mlm_positions'], deterministic=False, rngs={'dropout': part_rng})
       l, c = mlm_loss(logits, part['mlm_ids'], part['mlm_weights'])
       loss_sum, correct = loss_sum + l, correct + c
     return loss_sum / total_weight, (loss_sum, correct)
@@ -157,11 +150,13 @@ def make_jit_train_step(model: nn.Module, optimizer: optax.GradientTransformatio
                         batch_splits: int | None = None) -> Callable:
   """(state, global batch) -> (state, metrics); state replicated and donated.
 
-  `batch_splits` (default `default_batch_splits()`) cuts each micro-batch into
-  that many strided slices whose losses are summed in one differentiated
-  function: the same gradient, with independent chains XLA can overlap.
+  `batch_splits` (default `attention.default_batch_splits()`) cuts each
+  micro-batch into that many strided slices whose losses are summed in one
+  differentiated function: the same gradient, with independent chains XLA can
+  overlap (mini / tiny +3% / +5% per step on 2 cores, on top of attention's
+  own split).
   """
-  splits = batch_splits or default_batch_splits()
+  splits = batch_splits or attention.default_batch_splits()
 
   def step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -180,7 +175,7 @@ def make_pmap_train_step(model: nn.Module, optimizer: optax.GradientTransformati
                          accum_steps: int = 1,
                          batch_splits: int | None = None) -> Callable:
   """(replicated state, batch [devices, B/devices, ...]) -> (state, metrics)."""
-  splits = batch_splits or default_batch_splits()
+  splits = batch_splits or attention.default_batch_splits()
 
   def step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
