@@ -44,7 +44,8 @@ def data_recipe(**overrides) -> ml_collections.ConfigDict:
       seed=0,                         # subset/shuffle seed: equal seeds nest subsets
       quality=[],                     # ordered: heuristic, dedup_exact, dedup_near, compression
       degrade={},                     # {markup|char_noise|word_shuffle|boilerplate: rate}
-      decontaminate=True,             # drop docs sharing a 13-gram with task eval texts
+      decontaminate=True,             # drop docs containing a dev/test text of any local task
+      decontaminate_coverage=0.5,     # ... i.e. holding >= this share of the text's 13-grams
       tfds_name='',                   # at-scale corpus (e.g. 'c4/en') instead of domains
   ))
   recipe.update(overrides)
@@ -57,7 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.name = ''                 # ablation name: DIR/report titles
   c.seed = 0                  # init seed; data and masking seeds are folded from it
   c.cache_dir = ''            # fetched archives + prepared data; '' = $LM_DATA_CACHE or ~/.cache/lm_data
-  c.seq_len = 128             # packed sequence length (tokens incl. [CLS]/[SEP])
+  c.seq_len = 64              # packed sequence length (tokens incl. [CLS]/[SEP]); 64: 2x the steps
   c.arm = ''                  # run only this arm (job arrays); '' = all arms
   c.equal_budget = False      # True: every arm gets the smallest arm's token count
 
@@ -71,25 +72,30 @@ def base_config() -> ml_collections.ConfigDict:
       preset='tiny',          # tiny|mini|small|medium|base|large (lm_data/models/presets.py)
       dtype='float32',        # compute dtype: float32 | bfloat16 (params stay float32)
       attention='dense',      # dense | blocked (online softmax, memory-lean)
-      overrides={},           # BertConfig fields, e.g. {'dropout_rate': 0.0}
+      # BertConfig fields. The CPU recipe (BUILD_NOTES.md, 'Pretraining recipe
+      # sweep'): no dropout for a short budget (Cramming), and the learned
+      # position table starting as sinusoids, which shortens the plateau.
+      overrides={'dropout_rate': 0.0, 'attention_dropout_rate': 0.0,
+                 'position_init': 'sinusoidal'},
   ))
   c.mask = ml_collections.ConfigDict(dict(
-      mask_rate=0.15,         # BERT: 15% of non-special tokens ...
-      max_predictions=20,     # ... at most this many per row (ceil(0.15 * 128) = 20)
+      mask_rate=0.4,          # share of non-special tokens predicted (BERT 0.15; 0.4: Wettig et al.)
+      max_predictions=26,     # ... at most this many per row (ceil(0.4 * 64) = 26)
+      eval_mask_rate=0.15,    # held-out loss is measured at this rate, whatever the training rate
   ))
   c.train = ml_collections.ConfigDict(dict(
       global_batch_size=32,   # rows per optimizer step, over all devices and hosts
-      num_train_steps=1000,   # optimizer steps per arm (fixed compute across arms)
-      learning_rate=1e-3,     # peak AdamW learning rate (small BERTs take 1e-3)
-      warmup_steps=100,
+      num_train_steps=3000,   # optimizer steps per arm (fixed compute across arms)
+      learning_rate=2e-3,     # peak AdamW learning rate
+      warmup_steps=300,
       schedule='linear',      # decay after warm-up: linear | cosine | constant
       weight_decay=0.01,      # AdamW, not on biases / LayerNorm
       b1=0.9, b2=0.98, eps=1e-6,
       clip_norm=1.0,          # global-norm clipping; <= 0 disables
       grad_accum_steps=1,     # micro-batches per step (same update, less memory)
       parallelism='jit',      # jit (NamedSharding) | pmap
-      log_every=50,           # metrics.jsonl / progress line period
-      checkpoint_every=250,   # steps between checkpoints (the latest is kept)
+      log_every=100,          # metrics.jsonl / progress line period
+      checkpoint_every=500,   # steps between checkpoints (the last two are kept)
       keep_period=0,          # also keep every N-th step's checkpoint (0 = off)
       async_checkpointing=True,
       peak_tflops=0.0,        # MFU denominator per device; 0 = data sheet or measured
@@ -98,7 +104,6 @@ def base_config() -> ml_collections.ConfigDict:
   # Downstream evaluation of every arm (configs/finetune.py documents each field);
   # `checkpoint` is filled in per arm by the study.
   c.finetune = finetune_config.get_config()
-  c.finetune.max_train_examples = 500  # per task: keeps 8 tasks x 3 seeds a few minutes per arm on CPU
   return c
 
 
@@ -106,14 +111,45 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to a minutes-long end-to-end run on real (small) data."""
   c.tokenizer.vocab_size = 2048
   c.tokenizer.max_chars = 1_000_000
-  c.seq_len = 64
-  c.mask.max_predictions = 10
   c.train.num_train_steps = 60
   c.train.warmup_steps = 10
   c.train.log_every = 10
   c.train.checkpoint_every = 30
   c.train.global_batch_size = 16
   c.finetune = finetune_config.get_config('smoke')
+  return c
+
+
+def gpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """One GPU (sized for an H200, <= 10 min for the size ablation): medium, bf16, 3.2x tokens.
+
+  The data are the default study's (same corpus, tokenizer settings, seq_len and
+  masking), so `main.py --prepare_only` / `bundle.py export` of the default
+  config also serve this variant. Only the model and the training change.
+  RUNTIME UNMEASURED: sized by arithmetic from the H200 numbers of issue 11
+  (BERT-base, bf16, batch 128 x seq 128: 266k tokens/s = 145.6 TFLOP/s on
+  lm_data's FLOP count; a base benchmark process ~75 s wall, 19-30 s compile).
+  Training FLOPs per token (lm_data/train/flops.py, seq 128, 20 predictions):
+  base with vocab 30522 ~546M; medium (8 x 512) with vocab 8192 ~161M, 3.4x
+  fewer (the default data has seq 64 and 26 predictions per row since this
+  was sized: roughly as many FLOPs per token, more of them in the head). At base's FLOP rate medium would run ~900k tokens/s; the memory-bound
+  part of a step (LayerNorm, dropout, f32 activations; MFU is only 15%) shrinks
+  only with layers x hidden (2.25x), so ~600k tokens/s is the planning figure.
+  Per arm: 1200 steps x 256 rows x 64 = 19.7M tokens (3.2x the default 6.1M),
+  3.2 PFLOP: 22-33 s + ~20 s compile + held-out eval; 4 arms ~4 min. Fine-tuning
+  and the report keep the default settings: their GPU time is the least known
+  part (mostly compilation; guessed 3-4 min for 4 arms). Total ~8-9 min.
+  If a run exceeds 10 min, lower --config.train.num_train_steps.
+  """
+  c.model.preset = 'medium'
+  c.model.dtype = 'bfloat16'
+  c.train.global_batch_size = 256
+  c.train.num_train_steps = 1200
+  c.train.learning_rate = 5e-4  # post-LN, 8 layers: below the tiny preset's 2e-3
+  c.train.warmup_steps = 120
+  c.train.log_every = 100
+  c.train.checkpoint_every = 600
+  c.train.eval_batch_size = 256
   return c
 
 
@@ -124,6 +160,10 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
   c.seq_len = 128
   c.model.preset = 'base'
   c.model.dtype = 'bfloat16'
+  # BERT's own recipe at scale; the CPU recipe's choices target a short budget.
+  c.model.overrides = {}
+  c.mask.mask_rate = 0.15
+  c.mask.max_predictions = 20
   c.train.global_batch_size = 1024
   c.train.num_train_steps = 100_000
   c.train.learning_rate = 4e-4
@@ -139,8 +179,13 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
 
 def apply_variants(c: ml_collections.ConfigDict,
                    a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The variants every ablation shares: arm=NAME, smoke, tpu (if it has one)."""
+  """The variants every ablation shares: arm=NAME, gpu, smoke, tpu (if it has one).
+
+  `gpu,smoke` is the smoke run with the GPU model (medium, bf16): a quick device check.
+  """
   c.arm = a.arm
+  if a.get('gpu'):
+    gpu(c)
   if a.smoke:
     smoke(c)
   if a.get('tpu'):

@@ -10,8 +10,10 @@ selection -> conversational (the report's transfer heat map shows all pairs).
 Command:
   python main.py --config=configs/domain_ablation.py --workdir=runs/domain
 Variants: :smoke, :arm=NAME, :loo (leave-one-out for every domain, not only
-the task-aligned ones), :tpu (one TFDS corpus per arm is not meaningful: the
-at-scale domain study swaps `data.tfds_name` per arm by hand).
+the task-aligned ones), :gpu (the size ablation's one-GPU model and training,
+configs/common.py: gpu; 9 arms, so ~2.2x its unmeasured runtime), :tpu (one
+TFDS corpus per arm is not meaningful: the at-scale domain study swaps
+`data.tfds_name` per arm by hand).
 Runtime (2-core CPU, archives cached): :smoke 2 min 20 s; the full config
 ~50 min (9 arms, estimated from the size ablation's per-arm times; a 300-step
 variant is measured in BUILD_NOTES.md, 'Study runs').
@@ -30,7 +32,7 @@ TASK_DOMAINS = ('legal', 'conversational')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg, smoke=False, arm='', loo=False)
+  a = common.parse_arg(arg, smoke=False, arm='', loo=False, gpu=False)
   c = common.base_config()
   c.name = 'domain_ablation'
   c.equal_budget = True

@@ -9,10 +9,17 @@ WORKDIR/arms/<arm>/eval/ (see lm_data/finetune/run.py).
 Variants (comma-separated):
   :smoke  two small tasks, one seed, 256 train examples, one epoch
   :tfds   GLUE SST-2/MNLI/QQP/STS-B via TFDS (needs the data or internet)
-Runtime: all local tasks x 3 seeds x (pretrained + random-init) for the `tiny`
-preset on a 2-core CPU: see BUILD_NOTES.md, 'Fine-tuning'.
+Per task and encoder: a linear probe on frozen features of every layer
+(lm_data/finetune/probe.py) and full fine-tuning for >= min_train_steps
+optimizer steps; controls: the random-init encoder (probed and fine-tuned),
+a lexical baseline (lm_data/finetune/lexical.py) and the majority class. Test
+splits are evaluated whole; per-item predictions are stored for paired
+comparisons (lm_data/study/paired.py).
+Runtime and the choice of seeds, steps and caps: BUILD_NOTES.md, 'Probes,
+fine-tuning steps and seeds'.
 Expected: the pretrained encoder beats the random-init control on most local
-tasks; both beat the majority / mean baseline.
+tasks once pretraining has learned beyond the count baselines; lexical
+baselines are strong on the keyword-driven tasks (sms_spam, trec, licences).
 """
 
 import ml_collections
@@ -36,19 +43,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.arm = ''               # a single checkpoint's arm ('' = its run folder)
   c.step = ml_collections.FieldReference(None, field_type=int)  # None: latest
   c.tasks = ()             # names in lm_data/finetune/tasks; () = all local
-  c.seeds = 3              # fine-tuning seeds 0..seeds-1 per task and init
-  c.controls = True        # also random-init encoder + majority/mean baseline
-  c.max_train_examples = 1000  # deterministic cap on train examples (<= 0: all)
-  c.max_eval_examples = 500    # cap on each dev/test split (<= 0: all)
-  c.patience = 2           # stop after this many epochs without dev gain
-  # {task or '*': {Recipe field or max_train/eval_examples: value}}
+  c.seeds = 1              # fine-tuning seeds of each arm's encoder (BUILD_NOTES: 'Probes, fine-tuning steps and seeds')
+  c.random_seeds = 3       # fine-tuning seeds of the random-init control (once per ablation; 0 = seeds)
+  c.probe_seeds = 3        # random-init encoders probed (the pretrained probe is one deterministic fit)
+  c.controls = True        # random-init encoder (fine-tuned and probed), lexical and majority baselines
+  c.probes = True          # linear probes on frozen features of every layer
+  c.max_train_examples = 2000  # deterministic cap on train examples (<= 0: all)
+  c.max_dev_examples = 1000    # cap on dev, which only selects (epoch, probe layer/l2)
+  c.max_test_examples = 0      # test splits are evaluated whole (<= 0: all)
+  c.min_train_steps = 250      # fine-tuning runs at least this many optimizer steps
+  c.patience = 2           # stop after this many epochs without dev gain (0: never)
+  # {task or '*': {Recipe field or max_train/dev/test_examples, min_train_steps: value}}
   c.overrides = {}
   if 'smoke' in variants:
     c.tasks = SMOKE_TASKS
     c.seeds = 1
-    c.overrides = {'*': {'max_train_examples': 256, 'epochs': 1}}
+    c.random_seeds = 1
+    c.probe_seeds = 1
+    c.min_train_steps = 0
+    c.overrides = {'*': {'max_train_examples': 256, 'max_dev_examples': 256,
+                         'epochs': 1}}
   if 'tfds' in variants:
     c.tasks = TFDS_TASKS
     c.max_train_examples = 0
-    c.max_eval_examples = 0
+    c.max_dev_examples = 0
   return c

@@ -12,7 +12,9 @@ the smallest arm's unique-token count (`equal_budget`).
 
 Command:
   python main.py --config=configs/quality_ablation.py --workdir=runs/quality
-Variants: :smoke, :arm=NAME, :tpu (C4 + BERT-base; filters run on the stream).
+Variants: :smoke, :arm=NAME, :tpu (C4 + BERT-base; filters run on the stream),
+:gpu (the size ablation's one-GPU model and training, configs/common.py: gpu;
+9 arms, so ~2.2x its unmeasured runtime).
 Runtime (2-core CPU, archives cached): :smoke 3 min 14 s; the full config
 ~50 min (9 arms, estimated from the size ablation's per-arm times, plus ~1 min
 of filtering). Measured in BUILD_NOTES.md, 'Study runs'.
@@ -29,7 +31,7 @@ ALL_FILTERS = ['heuristic', 'dedup_exact', 'dedup_near', 'compression']
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg, smoke=False, arm='', tpu=False)
+  a = common.parse_arg(arg, smoke=False, arm='', tpu=False, gpu=False)
   c = common.base_config()
   c.name = 'quality_ablation'
   c.equal_budget = True

@@ -14,6 +14,13 @@ Variants (comma-separated, big_vision style):
   :arm=size_1-16  one arm only (job arrays)
   :fixed_epochs   equal epochs instead of equal steps
   :tpu            C4 + BERT-base + bf16 on TPU VMs (see docs/tpu.md)
+  :gpu            one GPU: medium preset, bf16, batch 256, 1200 steps (19.7M
+                  tokens per arm, 3.2x the default), same data as the default;
+                  sized for <= 10 min on one H200 with fine-tuning and report
+                  by arithmetic (configs/common.py: gpu), RUNTIME UNMEASURED:
+    python main.py --config=configs/size_ablation.py:gpu --workdir=runs/size_gpu
+                  Without network there: main.py --prepare_only and bundle.py
+                  export on a machine with it, bundle.py import (docs/gpu.md).
 Runtime (2-core CPU, archives cached): 26 min (4 arms x ~3.5 min pretraining
 + ~2-5 min fine-tuning); :smoke 75 s. Measured in BUILD_NOTES.md, 'Study runs'.
 Expected: held-out MLM loss falls with data size (measured 6.49 -> 6.21 from
@@ -30,7 +37,8 @@ FIXED_EPOCHS = 4
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False)
+  a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False,
+                       gpu=False)
   c = common.base_config()
   c.name = 'size_ablation'
   fractions = FRACTIONS[::2] if a.smoke else FRACTIONS

@@ -1,10 +1,17 @@
-"""Controls run in every evaluation, next to the pretrained encoder.
+"""What an evaluation runs: the pretrained encoder and its controls.
 
-  pretrained  the arm's encoder params, a fresh head (per seed)
-  random      the same model with a randomly initialised encoder: what
-              fine-tuning alone reaches without pretraining (per seed)
-  baseline    no model: the majority class (most frequent tag; most frequent
-              answer span) or, for regression, the mean train target
+  pretrained    the arm's encoder params, a fresh head, fine-tuned (per seed)
+  probe         a linear probe on the arm's frozen encoder (deterministic:
+                one fit; `probe.py`)
+  random        the same model with a randomly initialised encoder: what
+                fine-tuning alone reaches without pretraining (per seed)
+  random_probe  a linear probe on that random encoder (per seed: seed k
+                probes the encoder random fine-tuning seed k starts from)
+  lexical       no encoder: naive Bayes / ridge on bag-of-words, most
+                frequent tag per word (`lexical.py`)
+  baseline      no model: the majority class (most frequent tag; most frequent
+                answer span) or, for regression, the mean train target
+Controls (every init but pretrained and probe) do not depend on the arm.
 """
 
 import collections
@@ -13,9 +20,15 @@ import numpy as np
 
 from lm_data.finetune import encoding
 
-INITS = ('pretrained', 'random', 'baseline')
-# Inits that fine-tune a model (once per seed); the baseline runs once.
+INITS = ('pretrained', 'probe', 'random', 'random_probe', 'lexical', 'baseline')
+# Inits that fine-tune a model (once per seed).
 TRAINED_INITS = ('pretrained', 'random')
+# Inits that probe a frozen encoder.
+PROBE_INITS = ('probe', 'random_probe')
+# Inits fitted once (no seed).
+SINGLE_INITS = ('probe', 'lexical', 'baseline')
+# Inits that do not depend on the arm's encoder (copied between arms).
+CONTROL_INITS = ('random', 'random_probe', 'lexical', 'baseline')
 
 
 def _majority(values: np.ndarray) -> int:

@@ -12,6 +12,7 @@ import dataclasses
 import re
 from typing import Protocol
 
+import jax
 import numpy as np
 
 from lm_data.finetune.tasks import base
@@ -21,6 +22,10 @@ SINGLE_SPECIALS = 2
 PAIR_SPECIALS = 3
 # QA questions longer than this are cut so that the context keeps its room.
 MAX_QUESTION_TOKENS = 64
+# On CPU, batches are cut to their longest row rounded up to a multiple of
+# this many tokens (cost is linear in the width there; a few compiled shapes).
+# Accelerators keep the full width: padding is nearly free, compiles are not.
+LENGTH_BUCKET = 16
 _WORD = re.compile(r'\S+')
 
 
@@ -195,6 +200,47 @@ def encode_qa(tokenizer: Tokenizer, examples: Sequence[base.Example],
                  {'start_positions': np.array(starts, np.int32),
                   'end_positions': np.array(ends, np.int32)},
                  np.array(kept, np.int64), len(examples) - len(kept))
+
+
+def row_lengths(features: dict[str, np.ndarray]) -> np.ndarray:
+  """Tokens per row up to its last real token (segment id > 0)."""
+  real = features['segment_ids'] > 0
+  return np.where(real.any(1), real.shape[1] - np.argmax(real[:, ::-1], 1), 0)
+
+
+def length_bucket() -> int:
+  """LENGTH_BUCKET on CPU; 0 (never cut) on accelerators."""
+  return LENGTH_BUCKET if jax.default_backend() == 'cpu' else 0
+
+
+def bucket_width(longest: int, width: int, bucket: int) -> int:
+  """`longest` rounded up to `bucket` (>= bucket), at most `width`; bucket
+  <= 0: `width`."""
+  if bucket <= 0:
+    return width
+  return min(width, max(bucket, -(-longest // bucket) * bucket))
+
+
+def length_batches(features: dict[str, np.ndarray], batch_size: int,
+                   bucket: int | None = None) -> list[tuple[np.ndarray, int]]:
+  """Rows in batches of similar length, for inference.
+
+  Rows are sorted by length; each batch is (row indices, width) where width
+  is its longest row rounded up to `bucket` (at most the array width; None:
+  `length_bucket()`). Every batch but the last has `batch_size` rows. Padding
+  never changes a row's outputs (attention ignores [PAD] keys), so a batch
+  can be cut to `width`.
+  """
+  bucket = length_bucket() if bucket is None else bucket
+  lengths = row_lengths(features)
+  width = features['segment_ids'].shape[1]
+  order = np.argsort(lengths, kind='stable')
+  out = []
+  for start in range(0, len(order), batch_size):
+    index = order[start:start + batch_size]
+    longest = int(lengths[index].max()) if index.size else 0
+    out.append((index, bucket_width(longest, width, bucket)))
+  return out
 
 
 def encode(tokenizer: Tokenizer, kind: str, examples: Sequence[base.Example],

@@ -7,10 +7,9 @@ float. `task_metrics(kind, ...)` gives the metric dict reported for a task kind.
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.stats
 
 CI_LEVEL = 0.95
-BOOTSTRAP_SAMPLES = 1000
-BOOTSTRAP_SEED = 0
 
 
 def accuracy(gold: np.ndarray, pred: np.ndarray,
@@ -117,17 +116,21 @@ def token_metrics(gold, pred, weights, num_labels: int) -> dict[str, float]:
           'macro_f1': macro_f1(gold, pred, num_labels)}
 
 
-def mean_std_ci(values: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
-                seed: int = BOOTSTRAP_SEED) -> dict:
-  """Mean, sample std and a 95% percentile-bootstrap CI of the mean."""
+def mean_std_ci(values: Sequence[float]) -> dict:
+  """Mean, sample std and a 95% Student-t interval of the mean over seeds.
+
+  mean ± t(0.975, n - 1) · std / sqrt(n); one value, or identical values,
+  give no interval width (ci95 None for n = 1).
+  """
   values = np.asarray(values, np.float64)
   if values.size == 0:
     raise ValueError('mean_std_ci needs at least one value')
-  rng = np.random.default_rng(seed)
-  means = values[rng.integers(0, values.size, (samples, values.size))].mean(1)
-  tail = (1 - CI_LEVEL) / 2 * 100
-  low, high = np.percentile(means, [tail, 100 - tail])
-  return {'mean': float(values.mean()),
-          'std': float(values.std(ddof=1)) if values.size > 1 else 0.0,
-          'ci95': [float(low), float(high)], 'n': int(values.size),
+  mean = float(values.mean())
+  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+  ci = None
+  if values.size > 1:
+    half = float(scipy.stats.t.ppf(0.5 + CI_LEVEL / 2, values.size - 1)
+                 * std / np.sqrt(values.size))
+    ci = [mean - half, mean + half]
+  return {'mean': mean, 'std': std, 'ci95': ci, 'n': int(values.size),
           'values': values.tolist()}

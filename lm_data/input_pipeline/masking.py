@@ -20,6 +20,7 @@ CLS_ID = 2
 SEP_ID = 3
 MASK_ID = 4
 DEFAULT_SPECIAL_IDS = frozenset({PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID})
+BERT_MASK_RATE = 0.15
 
 # splitmix64 constants (Steele, Lea & Flood 2014).
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -50,7 +51,7 @@ class MaskConfig:
     mask_id: the [MASK] id.
   """
   vocab_size: int
-  mask_rate: float = 0.15
+  mask_rate: float = BERT_MASK_RATE
   max_predictions: int | None = None
   mask_prob: float = 0.8
   random_prob: float = 0.1
@@ -140,6 +141,13 @@ def mask_batch(tokens: np.ndarray, segment_ids: np.ndarray, *, seed: int,
   tokens = np.asarray(tokens, np.int32)
   segment_ids = np.asarray(segment_ids, np.int32)
   batch, seq_len = tokens.shape
+  if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
+    # Out-of-range ids would index past the embedding table without an error.
+    raise ValueError(
+        f'token ids must be in [0, {cfg.vocab_size}), found {tokens.min()}..'
+        f'{tokens.max()}: the rows were tokenized with another vocabulary; '
+        'prepare the data again with this tokenizer, or set MaskConfig.vocab_size '
+        "to the tokenizer's")
   num_slots = cfg.num_predictions(seq_len)
   if num_slots > seq_len:
     raise ValueError(f'max_predictions={num_slots} exceeds seq_len={seq_len};'

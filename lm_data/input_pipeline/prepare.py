@@ -11,9 +11,9 @@ packed *raw* (no quality step, degradation or budget), so every arm of a study
 is measured on the same text -> `<cache>/<key>/held_out/<domain>/`.
 
 The key hashes the recipe, the tokenizer file, seq_len, the held-out domains,
-the evaluation texts (when decontaminating) and `PREPARE_VERSION`; a folder is
-written under a temporary name and renamed, so a finished folder is complete
-and a second call loads it.
+the evaluation texts by task and the decontamination policy (when
+decontaminating) and `PREPARE_VERSION`; a folder is written under a temporary
+name and renamed, so a finished folder is complete and a second call loads it.
 """
 
 from collections.abc import Iterator, Sequence
@@ -26,9 +26,11 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from lm_data.input_pipeline import corpus
 from lm_data.input_pipeline import decontaminate as decontaminate_lib
@@ -42,7 +44,8 @@ from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 # Bump when the output of `prepare` changes for the same inputs.
-PREPARE_VERSION = 1
+# 2: decontamination by 13-gram coverage (decontaminate.py), stats by task.
+PREPARE_VERSION = 2
 STATS_FILE = 'stats.json'
 TRAIN_DIR = 'train'
 HELD_OUT_DIR = 'held_out'
@@ -69,6 +72,9 @@ class Recipe:
   quality: tuple[str, ...] = ()
   degrade: dict[str, float] = dataclasses.field(default_factory=dict)
   decontaminate: bool = False
+  # A document holding this fraction of an evaluation text's 13-grams
+  # contains it and is removed (decontaminate.py).
+  decontaminate_coverage: float = decontaminate_lib.COVERAGE_THRESHOLD
   tfds_name: str | None = None
 
   @classmethod
@@ -103,6 +109,8 @@ class Recipe:
         degrade={str(k): float(v)
                  for k, v in dict(fields.get('degrade') or {}).items()},
         decontaminate=bool(fields.get('decontaminate', False)),
+        decontaminate_coverage=float(fields.get(
+            'decontaminate_coverage', decontaminate_lib.COVERAGE_THRESHOLD)),
         tfds_name=fields.get('tfds_name'))
     recipe.validate()
     return recipe
@@ -149,6 +157,9 @@ class Recipe:
                          f'{", ".join(QUALITY_STEPS)}')
     if len(set(self.quality)) != len(self.quality):
       raise ValueError(f'quality steps repeat: {list(self.quality)}')
+    if not 0.0 < self.decontaminate_coverage <= 1.0:
+      raise ValueError(f'decontaminate_coverage must be in (0, 1], got '
+                       f'{self.decontaminate_coverage}')
     for kind, rate in self.degrade.items():
       if kind not in degrade_lib.KINDS:
         raise ValueError(f'unknown degradation {kind!r}; known: '
@@ -190,16 +201,17 @@ def default_cache() -> pathlib.Path:
 
 def cache_key(recipe: Recipe, tokenizer_sha256: str, *, seq_len: int,
               held_out_domains: Sequence[str],
-              eval_texts: Sequence[str] = ()) -> str:
+              eval_texts: decontaminate_lib.EvalTexts = ()) -> str:
   """Hex digest naming the cache folder of these inputs."""
-  eval_hash = hashlib.sha256()
+  decontamination = None
   if recipe.decontaminate:
-    for text in eval_texts:
-      eval_hash.update(text.encode('utf-8') + b'\0')
+    decontamination = {
+        'eval_texts_sha256': decontaminate_lib.fingerprint(eval_texts),
+        **decontaminate_lib.policy(coverage=recipe.decontaminate_coverage)}
   payload = json.dumps({
       'recipe': recipe.to_json(), 'tokenizer_sha256': tokenizer_sha256,
       'seq_len': seq_len, 'held_out_domains': sorted(held_out_domains),
-      'eval_texts_sha256': eval_hash.hexdigest(), 'version': PREPARE_VERSION,
+      'decontamination': decontamination, 'version': PREPARE_VERSION,
   }, sort_keys=True)
   return hashlib.sha256(payload.encode()).hexdigest()[:_KEY_CHARS]
 
@@ -221,7 +233,8 @@ def _by_domain(docs: Sequence[sources.Document]) -> dict[str, int]:
 
 def _apply_steps(docs: list[sources.Document], recipe: Recipe,
                  tokenizer: tokenizer_lib.Tokenizer,
-                 eval_texts: Sequence[str]) -> tuple[list, list[dict]]:
+                 eval_texts: decontaminate_lib.EvalTexts
+                 ) -> tuple[list, list[dict]]:
   """Quality steps, decontamination, degradation; with what each removed."""
 
   def count_tokens(texts):
@@ -239,15 +252,19 @@ def _apply_steps(docs: list[sources.Document], recipe: Recipe,
   # could otherwise hide an evaluation n-gram that the model still learns.
   if recipe.decontaminate:
     steps.append(('decontaminate', functools.partial(
-        decontaminate_lib.decontaminate, eval_texts=eval_texts)))
+        decontaminate_lib.decontaminate, eval_texts=eval_texts,
+        coverage_threshold=recipe.decontaminate_coverage)))
   if any(recipe.degrade.values()):
     steps.append(('degrade', functools.partial(
         degrade_lib.degrade, rates=recipe.degrade, seed=recipe.seed)))
   step_stats = []
   for name, fn in steps:
     before = _by_domain(docs)
+    start = time.perf_counter()
     docs, details = fn(docs)
     after = _by_domain(docs)
+    logging.info('prepare: %s kept %d of %d documents (%.1fs)', name, len(docs),
+                 sum(before.values()), time.perf_counter() - start)
     step_stats.append({
         'step': name, 'details': details,
         'removed': {d: n - after.get(d, 0) for d, n in before.items()}})
@@ -374,10 +391,12 @@ def _pack_held_out(docs: Sequence[sources.Document],
 
 def _build(folder: pathlib.Path, recipe: Recipe,
            tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
-           eval_texts: Sequence[str], held_out_domains: Sequence[str],
+           eval_texts: decontaminate_lib.EvalTexts,
+           held_out_domains: Sequence[str],
            data_dir, key: str) -> None:
   """Runs the pipeline, writing arrays and stats.json into `folder`."""
   dtype = np.uint16 if tokenizer.vocab_size <= _UINT16_LIMIT else np.int32
+  logging.info('prepare %s: loading %s', key, ', '.join(recipe.train_domains))
   docs, tfds_held_out, parse = _load_train(recipe, data_dir)
   stats: dict[str, Any] = {
       'key': key, 'recipe': recipe.to_json(), 'seq_len': seq_len,
@@ -386,6 +405,7 @@ def _build(folder: pathlib.Path, recipe: Recipe,
 
   docs, stats['steps'] = _apply_steps(docs, recipe, tokenizer, eval_texts)
 
+  logging.info('prepare %s: tokenizing and packing %d documents', key, len(docs))
   stats.update(_select_and_pack(docs, recipe, tokenizer, seq_len=seq_len,
                                 folder=folder / TRAIN_DIR, dtype=dtype))
   stats['held_out'] = {
@@ -428,6 +448,9 @@ def train_shared_tokenizer(
   `max_chars`. Only process 0 reads.
   """
   share = max_chars // max(len(domains), 1)
+  if not pathlib.Path(out_path).exists():
+    logging.info('tokenizer: training %d pieces on up to %d characters of %s',
+                 vocab_size, max_chars, ', '.join(domains))
   texts = {d: _train_texts(d, share, data_dir) for d in domains}
   return tokenizer_lib.train_tokenizer(
       texts, out_path, vocab_size=vocab_size, model_type=model_type,
@@ -436,7 +459,7 @@ def train_shared_tokenizer(
 
 
 def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
-            eval_texts: Sequence[str] = (),
+            eval_texts: decontaminate_lib.EvalTexts = (),
             cache: str | os.PathLike[str] | None = None,
             held_out_domains: Sequence[str] | None = None,
             data_dir: str | os.PathLike[str] | None = None) -> Prepared:
@@ -447,7 +470,8 @@ def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
     tokenizer: the shared tokenizer.
     seq_len: row length.
     eval_texts: downstream evaluation texts to decontaminate against (used
-      when recipe.decontaminate).
+      when recipe.decontaminate): {task: texts}, so the stats report the
+      contamination of each task, or a plain sequence (one task).
     cache: root of the cache folders; default `fetch.cache_root()/prepared`.
     held_out_domains: domains whose validation rows to pack; default the
       recipe's. Give every domain of a study so all arms share them.

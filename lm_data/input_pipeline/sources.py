@@ -9,6 +9,7 @@ the sources with their measured sizes.
 
 import collections
 from collections.abc import Callable, Iterator, Sequence
+import csv
 import dataclasses
 import functools
 import xml.etree.ElementTree as ET
@@ -154,8 +155,10 @@ DOMAINS: tuple[str, ...] = tuple(sorted(
 # Every domain in the registry, including ones with only optional sources.
 ALL_DOMAINS: tuple[str, ...] = tuple(sorted({s.domain for s in _ALL_SOURCES}))
 
-# Errors that make one member unreadable without spoiling its neighbours.
-_MEMBER_ERRORS = (ValueError, OSError, EOFError, zlib.error, ET.ParseError)
+# Errors that make one member unreadable without spoiling its neighbours
+# (csv.Error: e.g. a field over csv.field_size_limit(), 131,072 characters).
+_MEMBER_ERRORS = (ValueError, OSError, EOFError, zlib.error, ET.ParseError,
+                  csv.Error)
 
 
 def _documents(source: Source, doc_id: str, text: str,
@@ -193,8 +196,11 @@ def load_source(name: str) -> tuple[list[Document], collections.Counter]:
   for member, data in fetch.iter_members(path, source.members):
     stats['members_read'] += 1
     try:
+      # All of a member or none: documents parsed before its error are dropped.
+      member_documents = []
       for doc_id, text in source.parser(member, data, stats):
-        documents += _documents(source, doc_id, text, stats)
+        member_documents += _documents(source, doc_id, text, stats)
+      documents += member_documents
     except _MEMBER_ERRORS as e:
       stats['skipped_unparseable'] += 1
       logging.warning('source %s: skipped unreadable member %s: %s', name,

@@ -12,11 +12,13 @@ import io
 import json
 import os
 import pathlib
+import re
 import tempfile
 import time
 
 import sentencepiece as spm
 
+from lm_data import errors
 from lm_data.input_pipeline import sampling
 
 PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
@@ -38,8 +40,23 @@ _POLL_INTERVAL_S = 0.5
 _ALL = 'all'
 
 
+_SURROGATES = re.compile('[\ud800-\udfff]')
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
   return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def valid_unicode(text: str) -> str:
+  """`text` without UTF-16 surrogates, which SentencePiece cannot take.
+
+  A surrogate pair becomes its character and a lone surrogate U+FFFD, as
+  invalid UTF-8 bytes become U+FFFD when sources are decoded. (Dedup hashes
+  surrogates as they are, so it never fails on them either.)
+  """
+  if not _SURROGATES.search(text):
+    return text
+  return text.encode('utf-16-le', 'surrogatepass').decode('utf-16-le', 'replace')
 
 
 class Tokenizer:
@@ -77,13 +94,24 @@ class Tokenizer:
     return self._sp.get_piece_size()
 
   def encode(self, text: str) -> list[int]:
-    """Token ids of `text`, without [CLS]/[SEP]."""
-    return self._sp.encode(text, out_type=int)
+    """Token ids of `text`, without [CLS]/[SEP]; surrogates as `valid_unicode`."""
+    try:
+      return self._sp.encode(text, out_type=int)
+    except RuntimeError:  # pybind's "Unable to cast": a lone surrogate.
+      if valid_unicode(text) is text:
+        raise
+      return self._sp.encode(valid_unicode(text), out_type=int)
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of many texts, encoded on all threads."""
-    return self._sp.encode(list(texts), out_type=int,
-                           num_threads=self._num_threads)
+    texts = list(texts)
+    try:
+      return self._sp.encode(texts, out_type=int, num_threads=self._num_threads)
+    except TypeError:  # "List elements must be str or bytes": a lone surrogate.
+      clean = [valid_unicode(t) if isinstance(t, str) else t for t in texts]
+      if all(c is t for c, t in zip(clean, texts)):
+        raise
+      return self._sp.encode(clean, out_type=int, num_threads=self._num_threads)
 
   def decode(self, ids: Iterable[int]) -> str:
     return self._sp.decode([int(i) for i in ids])
@@ -132,7 +160,7 @@ def balanced_sample(texts_by_domain: Mapping[str, Iterable[str]], *,
 def _lines(texts: Iterable[str]) -> Iterable[str]:
   """Non-empty lines, cut so SentencePiece never drops one as too long."""
   for text in texts:
-    for line in text.splitlines():
+    for line in valid_unicode(text).splitlines():
       line = line.strip()
       for start in range(0, len(line), _MAX_LINE_CHARS):
         yield line[start:start + _MAX_LINE_CHARS]
@@ -152,7 +180,7 @@ def _atomic_write(path: pathlib.Path, data: bytes) -> None:
 def _check_existing(path: pathlib.Path, vocab_size: int) -> pathlib.Path:
   found = Tokenizer.load(path).vocab_size
   if found != vocab_size:
-    raise ValueError(
+    raise errors.UserError(
         f'{path} holds a tokenizer with vocab size {found}, not {vocab_size}; '
         'delete it or use another workdir')
   return path

@@ -23,6 +23,8 @@ from lm_data.models import dropout as dropout_lib
 
 ACTIVATIONS = ('gelu', 'gelu_exact', 'relu')
 ATTENTION_KINDS = ('dense', 'blocked')
+POSITION_INITS = ('normal', 'sinusoidal')
+NORM_POSITIONS = ('post', 'pre')
 _COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
@@ -48,6 +50,14 @@ class BertConfig:
   attention_batch_splits: int = 0
   layer_norm_eps: float = 1e-12
   initializer_range: float = 0.02
+  # 'normal' (BERT) or 'sinusoidal': the learned position table starts as the
+  # Transformer's sinusoids (scaled to initializer_range per component), whose
+  # dot products depend on the offset only, so attention can find neighbours
+  # from step 0. Still h0 = e + p with p learned.
+  position_init: str = 'normal'
+  # 'post' (BERT, the study's equations) or 'pre' (LN before each sublayer and
+  # once after the last layer; an option for the recipe sweep only).
+  norm_position: str = 'post'
 
   def __post_init__(self):
     # Accept dtype names ('bfloat16') from JSON configs; store jnp dtypes.
@@ -62,6 +72,12 @@ class BertConfig:
     if self.attention not in ATTENTION_KINDS:
       raise ValueError(f'unknown attention {self.attention!r}; known: '
                        f'{", ".join(ATTENTION_KINDS)}.')
+    if self.norm_position not in NORM_POSITIONS:
+      raise ValueError(f'unknown norm_position {self.norm_position!r}; known: '
+                       f'{", ".join(NORM_POSITIONS)}.')
+    if self.position_init not in POSITION_INITS:
+      raise ValueError(f'unknown position_init {self.position_init!r}; known: '
+                       f'{", ".join(POSITION_INITS)}.')
     if self.attention_batch_splits < 0:
       raise ValueError('attention_batch_splits must be >= 0 (0 = automatic).')
     if self.hidden_size % self.num_heads:
@@ -75,6 +91,26 @@ class BertConfig:
 
 def _kernel_init(config: BertConfig) -> nn.initializers.Initializer:
   return nn.initializers.truncated_normal(config.initializer_range)
+
+
+def sinusoidal_init(scale: float) -> nn.initializers.Initializer:
+  """[max_len, H] sin/cos table (Vaswani et al. 2017), times scale * sqrt(2).
+
+  Each sin/cos component has variance 1/2, so the table has per-component
+  standard deviation `scale`, like the normal init it replaces.
+  """
+
+  def init(key, shape, dtype=jnp.float32):
+    del key  # deterministic
+    length, dim = shape
+    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    freq = jnp.exp(-math.log(10_000.0) * jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+    table = jnp.zeros(shape, jnp.float32)
+    table = table.at[:, 0::2].set(jnp.sin(pos * freq))
+    table = table.at[:, 1::2].set(jnp.cos(pos * freq[:dim // 2]))
+    return (table * scale * math.sqrt(2.0)).astype(dtype)
+
+  return init
 
 
 def _activation(name: str, x: jax.Array) -> jax.Array:
@@ -179,18 +215,26 @@ class EncoderLayer(nn.Module):
                mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
     cfg = self.config
     dropout = dropout_lib.Dropout(cfg.dropout_rate)
-    attn = SelfAttention(cfg, name='attention')(
-        h, segment_ids, mask, deterministic=deterministic)
+    pre = cfg.norm_position == 'pre'
+
+    def mlp(x):
+      x = Linear(cfg, (cfg.hidden_size, cfg.intermediate_size), name='mlp_in')(x)
+      x = _activation(cfg.activation, x)
+      x = Linear(cfg, (cfg.intermediate_size, cfg.hidden_size), name='mlp_out')(x)
+      return dropout(x, deterministic=deterministic)
+
+    attention = SelfAttention(cfg, name='attention')
+    if pre:  # h + Attn(LN(h)), then h + F(LN(h)); the residual stream stays f32.
+      x = layer_norm(cfg, 'attention_ln')(h)
+      h = h.astype(jnp.float32) + dropout(
+          attention(x, segment_ids, mask, deterministic=deterministic),
+          deterministic=deterministic)
+      return h + mlp(layer_norm(cfg, 'output_ln')(h))
+    attn = attention(h, segment_ids, mask, deterministic=deterministic)
     attn = dropout(attn, deterministic=deterministic)
     # Residual sums in float32; the LayerNorm casts back to `dtype`.
     h = layer_norm(cfg, 'attention_ln')(h.astype(jnp.float32) + attn)
-    x = Linear(cfg, (cfg.hidden_size, cfg.intermediate_size),
-               name='mlp_in')(h)
-    x = _activation(cfg.activation, x)
-    x = Linear(cfg, (cfg.intermediate_size, cfg.hidden_size),
-               name='mlp_out')(x)
-    x = dropout(x, deterministic=deterministic)
-    return layer_norm(cfg, 'output_ln')(h.astype(jnp.float32) + x)
+    return layer_norm(cfg, 'output_ln')(h.astype(jnp.float32) + mlp(h))
 
 
 class BertEncoder(nn.Module):
@@ -215,13 +259,15 @@ class BertEncoder(nn.Module):
       raise ValueError(f'sequence length {input_ids.shape[-1]} exceeds '
                        f'max_len {cfg.max_len}; raise BertConfig.max_len.')
 
-    def embed(num_embeddings: int, name: str) -> nn.Embed:
+    def embed(num_embeddings: int, name: str, init=None) -> nn.Embed:
       return nn.Embed(num_embeddings, cfg.hidden_size,
-                      embedding_init=_kernel_init(cfg),
+                      embedding_init=init or _kernel_init(cfg),
                       param_dtype=cfg.param_dtype, name=name)
 
+    position_init = (sinusoidal_init(cfg.initializer_range)
+                     if cfg.position_init == 'sinusoidal' else None)
     x = (embed(cfg.vocab_size, 'token_embed')(input_ids)
-         + embed(cfg.max_len, 'position_embed')(position_ids)
+         + embed(cfg.max_len, 'position_embed', position_init)(position_ids)
          + embed(cfg.type_vocab_size, 'type_embed')(type_ids))
     h = layer_norm(cfg, 'embed_ln')(x.astype(jnp.float32))
     h = dropout_lib.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
@@ -231,6 +277,8 @@ class BertEncoder(nn.Module):
     for i in range(cfg.num_layers):
       h = EncoderLayer(cfg, name=f'layer_{i}')(
           h, segment_ids, mask, deterministic=deterministic)
+    if cfg.norm_position == 'pre':
+      h = layer_norm(cfg, 'final_ln')(h)
     return h
 
 

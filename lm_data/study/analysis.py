@@ -1,23 +1,36 @@
 """Statistics for the study report: scaling fit, task sensitivities, correlations.
 
-Pure numpy. Every effect comes with a 95% interval and a `significant` flag
-(the interval excludes 0); `report.py` turns these into sentences.
+Every effect comes with a 95% interval and a `significant` flag (the interval
+excludes 0); `report.py` turns these into sentences.
 
 Inputs are the per-arm dicts `report.write_report` receives: `arm`, `recipe`,
-`unique_tokens`, `epochs`, `heldout[domain]['loss']`, and
-`tasks[task] = {'main_metric', 'domain', 'scores', 'mean', ...}`.
+`unique_tokens`, `epochs`, `heldout[domain]` ('loss', 'accuracy' and, in new
+runs, the same at [MASK] and other positions), `mlm_baselines`,
+`tasks[task] = {'main_metric', 'domain', 'scores', 'mean', ...}` (fine-tuning)
+and `probes` (linear probes, same shape); optionally per-item predictions
+(`paired.py`) for paired comparisons.
 
 Methods (also stated in the report):
-* Power law L(D) = E + B * D^-beta: for a fixed beta the model is linear in
-  (E, B), so beta is profiled: a log grid, then a finer grid around the best
-  value; E is constrained to be >= 0 (an irreducible loss). Intervals come
-  from a residual bootstrap (residuals inflated by sqrt(n / (n - 3))): with
-  4-6 arms, resampling arms would often leave fewer than 3 distinct sizes.
+* Learning check: an arm has learned language when its held-out loss at
+  [MASK] positions is at least LEARN_MARGIN_NATS below the unigram
+  cross-entropy of the same positions and its overall accuracy beats the
+  frequency-plus-copy baseline. Downstream claims (slopes, contrasts,
+  literature verdicts) use only arms that pass; the others are shown, marked.
+* Per-arm scores: mean over seeds with a Student-t interval (n - 1 df).
+* Power law L(D) = E + B * D^-beta, only with >= MIN_FIT_DOF residual degrees
+  of freedom (>= 5 arms); for a fixed beta the model is linear in (E, B), so
+  beta is profiled on a grid; E >= 0. Intervals from a residual bootstrap
+  (residuals inflated by sqrt(n / (n - 3))). Otherwise only the log-linear
+  trend of loss per decade of tokens (t interval, n - 2 df) is reported.
 * Size slope: least squares of per-seed scores on log10(unique tokens), with
   a t interval. Seeds vary only fine-tuning (one pretraining run per arm), so
   pretraining variance enters only through the lack of fit.
 * Domain and quality effects: differences of seed means with Welch intervals.
-* Correlations: Pearson and Spearman over arms, percentile bootstrap over arms.
+* Paired comparisons (arm vs arm, pretrained vs random init) on the same test
+  items: `paired.py` (item bootstrap + seed variance, t interval, Holm across
+  tasks, minimum detectable effect at alpha 0.05 and power 0.8).
+* Correlations: Pearson and Spearman over arms with Fisher-z intervals, only
+  with >= MIN_CORRELATION_ARMS arms.
 """
 
 from collections.abc import Sequence
@@ -26,21 +39,27 @@ import math
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from lm_data.finetune import metrics
+from lm_data.study import paired
 
 CI_LEVEL = metrics.CI_LEVEL
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 POWER_LAW_PARAMS = 3            # E, B, beta
-MIN_CORRELATION_ARMS = 3
+# Residual degrees of freedom a fit needs before its parameters are reported:
+# with fewer, the curve (nearly) interpolates the points and its intervals
+# only restate them.
+MIN_FIT_DOF = 2
+# Fisher-z intervals need n > 3; below 5 arms they span most of [-1, 1].
+MIN_CORRELATION_ARMS = 5
+SPEARMAN_SE_FACTOR = 1.06       # Fieller, Hartley & Pearson (1957): se = 1.06/sqrt(n-3)
 BETA_BOUNDS = (1e-3, 3.0)       # scaling exponents outside this are not plausible
 BETA_COARSE_POINTS = 200
 BETA_FINE_POINTS = 50
 BETA_REFINEMENTS = 2            # finer grids around the best beta
 BAND_POINTS = 50
-T_CDF_INTERVALS = 2000          # Simpson intervals for the Student-t CDF
-T_BISECTIONS = 60
 # Subword tokens per English word (BERT-style vocabularies), to place our
 # budgets on the word axis papers use.
 TOKENS_PER_WORD = 1.3
@@ -49,39 +68,42 @@ MUENNIGHOFF_MAX_REPEATS = 4.0
 SIZE_KEYS = ('budget_fraction', 'token_budget')
 QUALITY_KEYS = ('quality', 'degrade', 'extra_sources')
 LOWER_IS_BETTER = frozenset({'mse', 'loss'})
+# An arm has learned when its held-out loss at [MASK] is this far below the
+# unigram cross-entropy of the same positions (and accuracy beats freq+copy).
+LEARN_MARGIN_NATS = 0.5
+POOLED = 'all'
+# Evaluations compared in pairs: record key of the arm's scores -> name.
+EVALUATIONS = {'probes': 'probe', 'tasks': 'finetune'}
+# The random-init control of each evaluation (a key of the controls dict).
+RANDOM_CONTROL = {'probe': 'random_init_probe', 'finetune': 'random_init'}
+# Evaluations that fine-tune (their seed variance can be pooled).
+FINE_TUNED = ('finetune', 'random_init')
 
 
 # ---------------------------------------------------------------- t intervals
-
-@functools.lru_cache(maxsize=None)
-def _t_cdf(x: float, df: float) -> float:
-  """P(T <= x) for x >= 0, by Simpson's rule on the density."""
-  t = np.linspace(0.0, x, T_CDF_INTERVALS + 1)
-  log_norm = (math.lgamma((df + 1) / 2) - math.lgamma(df / 2)
-              - 0.5 * math.log(df * math.pi))
-  pdf = np.exp(log_norm - (df + 1) / 2 * np.log1p(t * t / df))
-  simpson = pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum()
-  return 0.5 + float(simpson) * x / T_CDF_INTERVALS / 3
-
 
 @functools.lru_cache(maxsize=None)
 def t_quantile(p: float, df: float) -> float:
   """Quantile of Student's t with `df` degrees of freedom (p >= 0.5)."""
   if not 0.5 <= p < 1 or df <= 0:
     raise ValueError(f't_quantile needs 0.5 <= p < 1 and df > 0, got {p}, {df}')
-  high = 1.0
-  while _t_cdf(high, df) < p:
-    high *= 2
-  low = 0.0
-  for _ in range(T_BISECTIONS):
-    mid = (low + high) / 2
-    low, high = (mid, high) if _t_cdf(mid, df) < p else (low, mid)
-  return (low + high) / 2
+  return float(scipy.stats.t.ppf(p, df))
+
+
+def seed_interval(scores: Sequence[float]) -> dict[str, Any]:
+  """Mean, std and the 95% t interval over seeds (None below 2 seeds)."""
+  scores = np.asarray([s for s in scores if finite(s)], np.float64)
+  if scores.size == 0:
+    return {'mean': None, 'std': None, 'ci95': None, 'n': 0}
+  stats = metrics.mean_std_ci(scores)
+  return {k: stats[k] for k in ('mean', 'std', 'ci95', 'n')}
 
 
 def _effect(estimate: float, se: float | None, df: float | None,
             **extra) -> dict[str, Any]:
-  """An estimate with its t interval and whether the interval excludes 0."""
+  """An estimate with its t interval, whether the interval excludes 0, and
+  the minimum detectable effect (two-sided alpha 0.05, power 0.8, same SE)."""
+  mde = None
   if se == 0:
     ci = [float(estimate), float(estimate)]   # identical scores: no spread
   elif se is None or df is None or not df > 0:
@@ -89,9 +111,10 @@ def _effect(estimate: float, se: float | None, df: float | None,
   else:
     half = t_quantile(1 - (1 - CI_LEVEL) / 2, df) * se
     ci = [float(estimate - half), float(estimate + half)]
+    mde = half + t_quantile(paired.POWER, df) * se
   significant = None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
   return dict(estimate=float(estimate), ci95=ci, significant=significant,
-              se=se, df=df, **extra)
+              se=se, df=df, mde=mde, **extra)
 
 
 def regression_slope(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
@@ -182,28 +205,42 @@ def _percentile_ci(samples: np.ndarray) -> list[float] | None:
   return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
 
 
+def loss_trend(tokens: Sequence[float], loss: Sequence[float]) -> dict[str, Any]:
+  """Held-out loss per decade of unique tokens: OLS slope, t interval (n - 2)."""
+  x = np.log10(np.asarray(tokens, np.float64))
+  if x.size < 3 or np.unique(x).size < 2:
+    return {'status': f'{np.unique(x).size} distinct sizes: no interval for a trend'}
+  return regression_slope(x, loss) | {'status': 'computed'}
+
+
 def loss_scaling(tokens: Sequence[float], loss: Sequence[float], *,
                  samples: int = BOOTSTRAP_SAMPLES,
                  seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
-  """Power-law fit with residual-bootstrap CIs for E, B, beta and a band."""
+  """Power-law fit with residual-bootstrap CIs for E, B, beta and a band.
+
+  Fitted only with >= MIN_FIT_DOF residual degrees of freedom; otherwise the
+  status says why and `trend` (loss per decade) is all that is reported.
+  """
   tokens = np.asarray(tokens, np.float64)
   loss = np.asarray(loss, np.float64)
-  if np.unique(tokens).size < POWER_LAW_PARAMS:
+  distinct = np.unique(tokens).size
+  trend = loss_trend(tokens, loss)
+  if distinct - POWER_LAW_PARAMS < MIN_FIT_DOF:
     return {'status': 'too few arms to fit',
-            'note': f'{np.unique(tokens).size} distinct sizes; the power law '
-                    f'has {POWER_LAW_PARAMS} parameters'}
+            'note': f'{distinct} distinct sizes for {POWER_LAW_PARAMS} parameters leave '
+                    f'{max(distinct - POWER_LAW_PARAMS, 0)} residual degree(s) of freedom '
+                    f'(a fit needs {MIN_FIT_DOF}): the curve would pass (nearly) through '
+                    'every point, so its parameters are not reported',
+            'trend': trend,
+            'significant_decrease': (bool(trend['ci95'][1] < 0)
+                                     if trend.get('ci95') else None),
+            'points': {'tokens': tokens.tolist(), 'loss': loss.tolist()}}
   fit = fit_power_law(tokens, loss)
   grid = np.geomspace(tokens.min(), tokens.max(), BAND_POINTS)
   out = {'status': 'fitted', 'fit': fit, 'ci95': None, 'band': None,
-         'significant_decrease': None,
+         'significant_decrease': None, 'trend': trend,
          'points': {'tokens': tokens.tolist(), 'loss': loss.tolist()}}
   dof = tokens.size - POWER_LAW_PARAMS
-  if dof == 0:
-    out['note'] = ('as many parameters as arms: the curve passes through every '
-                   'point, no CI')
-    out['band'] = {'tokens': grid.tolist(),
-                   'fit': power_law(grid, fit['E'], fit['B'], fit['beta']).tolist()}
-    return out
   predicted = power_law(tokens, fit['E'], fit['B'], fit['beta'])
   residuals = (loss - predicted) * np.sqrt(tokens.size / dof)
   rng = np.random.default_rng(seed)
@@ -242,24 +279,30 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
   return pearson(metrics.rankdata(np.asarray(x)), metrics.rankdata(np.asarray(y)))
 
 
-def correlation(x: Sequence[float], y: Sequence[float], *,
-                samples: int = BOOTSTRAP_SAMPLES,
-                seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
-  """Pearson and Spearman with percentile-bootstrap CIs over the points."""
+def fisher_interval(r: float, n: int, se_factor: float = 1.0) -> list[float] | None:
+  """95% interval of a correlation from Fisher's z (se = factor / sqrt(n - 3))."""
+  if n <= 3 or r is None:
+    return None
+  if abs(r) >= 1:
+    return [float(r), float(r)]
+  half = scipy.stats.norm.ppf(0.5 + CI_LEVEL / 2) * se_factor / math.sqrt(n - 3)
+  z = math.atanh(r)
+  return [math.tanh(z - half), math.tanh(z + half)]
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+  """Pearson and Spearman with Fisher-z intervals (>= MIN_CORRELATION_ARMS)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.size < MIN_CORRELATION_ARMS:
-    return {'status': f'too few arms ({x.size} < {MIN_CORRELATION_ARMS})',
-            'n': int(x.size)}
-  rng = np.random.default_rng(seed)
-  index = rng.integers(0, x.size, (samples, x.size))
+    return {'status': f'too few arms ({x.size} < {MIN_CORRELATION_ARMS}) for a '
+                      'correlation interval', 'n': int(x.size)}
   out = {'status': 'computed', 'n': int(x.size)}
-  for name, fn in (('pearson', pearson), ('spearman', spearman)):
-    boot = np.array([np.nan if (r := fn(x[i], y[i])) is None else r for i in index])
+  for name, fn, factor in (('pearson', pearson, 1.0),
+                           ('spearman', spearman, SPEARMAN_SE_FACTOR)):
     estimate = fn(x, y)
-    ci = _percentile_ci(boot) if estimate is not None else None
+    ci = fisher_interval(estimate, x.size, factor) if estimate is not None else None
     out[name] = {'estimate': estimate, 'ci95': ci,
-                 'significant': None if ci is None else bool(ci[0] > 0 or ci[1] < 0),
-                 'degenerate_resamples': int(np.isnan(boot).sum())}
+                 'significant': None if ci is None else bool(ci[0] > 0 or ci[1] < 0)}
   return out
 
 
@@ -328,16 +371,17 @@ def varied_factors(arms: Sequence[dict]) -> dict[str, bool]:
           'quality': any(manipulates_quality(a['recipe']) for a in arms)}
 
 
-def task_names(arms: Sequence[dict]) -> list[str]:
-  """Tasks in first-seen order over the arms."""
-  return list(dict.fromkeys(t for arm in arms for t in arm.get('tasks') or {}))
+def task_names(arms: Sequence[dict], key: str = 'tasks') -> list[str]:
+  """Tasks scored by any arm (under `key`), sorted by name."""
+  return sorted({t for arm in arms for t in arm.get(key) or {}})
 
 
 def task_meta(arms: Sequence[dict], task: str) -> dict:
   """The first arm's result for `task` (its main_metric and domain)."""
   for arm in arms:
-    if task in (arm.get('tasks') or {}):
-      return arm['tasks'][task]
+    for key in ('tasks', 'probes'):
+      if task in (arm.get(key) or {}):
+        return arm[key][task]
   raise KeyError(task)
 
 
@@ -591,10 +635,174 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
   return out
 
 
-def analyze(arms: Sequence[dict]) -> dict[str, Any]:
-  """Every analysis that applies to what the arms vary."""
+# ------------------------------------------------------------------ learning
+
+def learning_check(arm: dict) -> dict[str, Any] | None:
+  """Has the arm learned beyond count-model references? None without them.
+
+  Reads the pooled held-out metrics at [MASK] and other positions and the
+  references computed on the same predictions (`study/baselines.py`).
+  """
+  heldout = (arm.get('heldout') or {}).get(POOLED) or {}
+  refs = (arm.get('mlm_baselines') or {}).get(POOLED) or {}
+  mask, other, total = (refs.get(k) or {} for k in ('mask', 'other', 'all'))
+  if not (finite(heldout.get('loss_mask')) and finite(mask.get('unigram_loss'))
+          and finite(heldout.get('accuracy')) and finite(total.get('freq_copy_accuracy'))):
+    return None
+  margin = mask['unigram_loss'] - heldout['loss_mask']
+  beats_copy = heldout['accuracy'] > total['freq_copy_accuracy']
+  reasons = []
+  if margin < LEARN_MARGIN_NATS:
+    where = (f'only {margin:.2f} nats below' if margin >= 0
+             else f'{-margin:.2f} nats above')
+    reasons.append(f'loss at [MASK] {where} the unigram '
+                   f'(needs {LEARN_MARGIN_NATS:g} below)')
+  if not beats_copy:
+    reasons.append(f'accuracy {heldout["accuracy"]:.3f} not above the frequency+copy '
+                   f'baseline {total["freq_copy_accuracy"]:.3f}')
+  return {'learned': not reasons, 'reasons': reasons,
+          'margin_below_unigram_mask': margin,
+          'bigram_margin_mask': mask.get('bigram_loss', math.nan) - heldout['loss_mask'],
+          'model': {'mask': {'loss': heldout['loss_mask'],
+                             'accuracy': heldout.get('accuracy_mask')},
+                    'other': {'loss': heldout.get('loss_other'),
+                              'accuracy': heldout.get('accuracy_other')},
+                    'all': {'loss': heldout.get('loss'),
+                            'accuracy': heldout['accuracy']}},
+          'baselines': {'mask': mask, 'other': other, 'all': total}}
+
+
+# -------------------------------------------------------- paired comparisons
+
+def _scored(items: dict | None) -> dict[str, dict]:
+  """Per task: {(arm, evaluation): paired.Scored} on one shared resampling."""
+  out = {}
+  for task in sorted(items or {}):
+    entry = items[task]
+    if entry['items'].metric not in paired.SUPPORTED:
+      continue
+    replicates = paired.Replicates(entry['items'])
+    scored = {key: replicates.evaluation(v['seeds'], v['deterministic'])
+              for key, v in entry['evals'].items() if v['seeds']}
+    # A fine-tuned evaluation with one seed borrows the seed variance pooled
+    # over the task's other fine-tuned evaluations (pretrained arms and the
+    # random-init control): seed noise is assumed similar across encoders.
+    trained = [s for (_, ev), s in scored.items() if ev in FINE_TUNED]
+    pooled = paired.pool_seed_variance(trained)
+    for s in trained:
+      s.pooled = pooled
+    out[task] = {'units': entry['items'].num_units,
+                 'metric': entry['items'].metric, 'scored': scored,
+                 'pooled_seed_variance': pooled}
+  return out
+
+
+def _family(scored: dict, key_a, key_b, tasks: Sequence[str] | None = None) -> dict:
+  """a - b per task (where both are scored), Holm-corrected across tasks."""
+  family = {}
+  for task, entry in scored.items():
+    if tasks is not None and task not in tasks:
+      continue
+    a, b = entry['scored'].get(key_a), entry['scored'].get(key_b)
+    if a is None or b is None:
+      continue
+    family[task] = paired.compare(a, b, num_units=entry['units']) | {
+        'main_metric': entry['metric'], 'a': a.mean, 'b': b.mean}
+  return paired.apply_holm(family)
+
+
+CONTROLS = '__controls__'
+
+
+def pretrained_vs_random(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
+  """Per arm: pretrained minus random init, by probe and by fine-tuning.
+
+  Paired on test items (`paired.compare`), Holm across tasks per arm and
+  evaluation; `beats_random_init` counts tasks where either interval lies
+  above 0 (and, stricter, where either Holm-adjusted test rejects).
+  """
+  out = {}
+  for arm in arms:
+    name = arm['arm']
+    entry: dict[str, Any] = {}
+    for evaluation, control in RANDOM_CONTROL.items():
+      entry[evaluation] = _family(scored, (name, evaluation), (CONTROLS, control))
+    tasks = sorted(set(entry['probe']) | set(entry['finetune']))
+    if not tasks:
+      continue
+    wins = {ev: sorted(t for t, e in entry[ev].items() if e['ci95'][0] > 0)
+            for ev in RANDOM_CONTROL}
+    wins_holm = {ev: sorted(t for t, e in entry[ev].items()
+                            if e['significant_holm'] and e['estimate'] > 0)
+                 for ev in RANDOM_CONTROL}
+    either = sorted(set(wins['probe']) | set(wins['finetune']))
+    entry['lexical'] = {t: e['scored'][(CONTROLS, 'lexical')].mean
+                        for t, e in scored.items() if (CONTROLS, 'lexical') in e['scored']}
+    entry['beats_random_init'] = {
+        'criterion': 'pretrained minus random init: 95% t interval above 0, by '
+                     'probe or by fine-tuning',
+        'count': len(either), 'of': len(tasks), 'tasks': either,
+        'by_probe': wins['probe'], 'by_finetune': wins['finetune'],
+        'count_holm': len(set(wins_holm['probe']) | set(wins_holm['finetune']))}
+    out[name] = entry
+  return out
+
+
+def reference_arm(arms: Sequence[dict]) -> dict | None:
+  """The arm others are compared with: unmanipulated, most domains, most data."""
+  plain = [a for a in arms if not manipulates_quality(a['recipe'])] or list(arms)
+  if not plain:
+    return None
+  return max(plain, key=lambda a: (len(a['recipe'].get('domains') or ()),
+                                   a.get('unique_tokens') or 0))
+
+
+def arm_pairs(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
+  """Every pair of arms, by probe and by fine-tuning, on the same test items.
+
+  Each (pair, evaluation) is a family over tasks, Holm-corrected; every
+  comparison carries its minimum detectable effect.
+  """
+  names = [a['arm'] for a in arms]
+  ref = reference_arm(arms)
+  pairs = {}
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      first, second = (b, a) if a == (ref or {}).get('arm') else (a, b)
+      entry = {ev: _family(scored, (first, ev), (second, ev)) for ev in RANDOM_CONTROL}
+      if any(entry.values()):
+        pairs[f'{first} - {second}'] = {'a': first, 'b': second, **entry}
+  return {'reference': ref['arm'] if ref else None, 'pairs': pairs}
+
+
+def item_uncertainty(scored: dict) -> dict[str, dict]:
+  """Test-sampling SE of each evaluation's seed-mean score, per task."""
+  out: dict[str, dict] = {}
+  for task, entry in scored.items():
+    for (arm, evaluation), s in entry['scored'].items():
+      out.setdefault(arm, {}).setdefault(evaluation, {})[task] = {
+          'mean': s.mean, 'item_se': s.item_se(), 'seeds': int(s.full.size),
+          'seed_sd': float(s.full.std(ddof=1)) if s.full.size > 1 else None}
+  return out
+
+
+# ------------------------------------------------------------------ analyze
+
+def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
+  """Every analysis that applies to what the arms vary.
+
+  `items` (optional, `report.load_items`): per task {'items': paired.TaskItems,
+  'evals': {(arm or CONTROLS, evaluation): {'seeds': [predictions],
+  'deterministic': bool}}}, for the paired comparisons.
+  """
   varies = varied_factors(arms)
   out: dict[str, Any] = {'varies': varies}
+  learning = {a['arm']: learning_check(a) for a in arms}
+  out['learning'] = {'margin_nats': LEARN_MARGIN_NATS,
+                     'arms': {k: v for k, v in learning.items() if v is not None}}
+  held_back = [k for k, v in learning.items() if v is not None and not v['learned']]
+  out['held_back_arms'] = held_back
+  claim_arms = [a for a in arms if a['arm'] not in held_back]
   group = size_group(arms) if varies['size'] else []
   if group:
     sized = [arms[i] for i in group
@@ -602,13 +810,37 @@ def analyze(arms: Sequence[dict]) -> dict[str, Any]:
     out['size_arms'] = [arms[i]['arm'] for i in group]
     out['loss_scaling'] = loss_scaling([a['unique_tokens'] for a in sized],
                                        [a['heldout']['all']['loss'] for a in sized])
-    out['size_sensitivity'] = size_sensitivity(arms, group)
+  claim_group = size_group(claim_arms) if varies['size'] else []
+  if group:
+    out['size_sensitivity'] = size_sensitivity(claim_arms, claim_group) if claim_group else {}
     out['ranking'] = rank_by_data_need(out['size_sensitivity'])
-    out['repetition'] = repetition(arms, group)
+    out['repetition'] = (repetition(claim_arms, claim_group) if claim_group else
+                         {'status': 'fewer than two sizes among arms that learned'})
+    probe_arms = [dict(a, tasks=a.get('probes') or {}) for a in claim_arms]
+    if claim_group and task_names(probe_arms):
+      out['probe_size_sensitivity'] = size_sensitivity(probe_arms, claim_group)
   if varies['domain']:
-    out['domain_sensitivity'] = domain_sensitivity(arms)
+    out['domain_sensitivity'] = domain_sensitivity(claim_arms)
   if varies['quality']:
-    out['quality_sensitivity'] = quality_sensitivity(arms)
-  out['loss_correlation'] = loss_correlations(arms)
-  out['literature'] = literature(out, arms, group)
+    out['quality_sensitivity'] = quality_sensitivity(claim_arms)
+  out['loss_correlation'] = loss_correlations(claim_arms)
+  out['literature'] = literature(out, claim_arms, claim_group)
+  scored = _scored(items)
+  if scored:
+    out['item_uncertainty'] = item_uncertainty(scored)
+    out['pretrained_vs_random'] = pretrained_vs_random(arms, scored)
+    ref = reference_arm(arms)
+    wins = out['pretrained_vs_random']
+    if ref and ref['arm'] in wins:
+      out['beats_random_init'] = {
+          'reference_arm': ref['arm'], **wins[ref['arm']]['beats_random_init'],
+          'learned': ref['arm'] not in held_back,
+          'by_arm': {a: {k: w['beats_random_init'][k] for k in ('count', 'of')}
+                     for a, w in wins.items()}}
+    if len(arms) > 1:
+      out['arm_pairs'] = arm_pairs(arms, scored)
+  out['power'] = {'alpha': paired.ALPHA, 'power': paired.POWER,
+                  'mde': 'MDE = (t(1 - alpha/2, df) + t(power, df)) x SE, the SE '
+                         'of the paired difference (test items + seeds), '
+                         'assuming the same SE under the alternative'}
   return out

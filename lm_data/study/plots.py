@@ -30,6 +30,10 @@ LOSS_PLOT = 'loss_vs_tokens.png'
 TASK_PLOT = 'task_vs_tokens.png'
 DOMAIN_PLOT = 'domain_transfer.png'
 QUALITY_PLOT = 'quality_bars.png'
+LEARNING_PLOT = 'learning.png'
+# Count-model references drawn on the loss plots: (key, label, line style).
+REFERENCES = (('unigram_loss', 'unigram', '--'), ('freq_copy_loss', 'freq+copy', '-.'),
+              ('bigram_loss', 'bigram', ':'))
 
 
 def _figure(panels: int) -> tuple[mpl_figure.Figure, list[Any]]:
@@ -50,18 +54,25 @@ def _save(fig: mpl_figure.Figure, out_dir: pathlib.Path, name: str) -> str:
 
 
 def _error(result: dict) -> tuple[float, float]:
-  """Asymmetric error bar (below, above) from a task result's CI."""
-  ci = result.get('ci95')
-  if not ci or ci[0] is None or ci[1] is None:
+  """Asymmetric error bar (below, above): the t interval over the seeds."""
+  ci = analysis.seed_interval(result.get('scores') or [])['ci95']
+  if not ci:
     return 0.0, 0.0
   return max(result['mean'] - ci[0], 0.0), max(ci[1] - result['mean'], 0.0)
 
 
 def _control_lines(ax, controls: dict, task: str) -> None:
-  for kind, style in (('random_init', '--'), ('baseline', ':')):
+  for kind, style, color in (('random_init', '--', 'gray'),
+                             ('random_init_probe', '--', 'C2'),
+                             ('lexical', '-.', 'C3'), ('baseline', ':', 'gray')):
     mean = ((controls.get(kind) or {}).get(task) or {}).get('mean')
     if mean is not None:
-      ax.axhline(mean, linestyle=style, color='gray', label=kind.replace('_', ' '))
+      ax.axhline(mean, linestyle=style, color=color, linewidth=1,
+                 label=kind.replace('_', ' '))
+
+
+def _reference(arm: dict, kind: str, key: str) -> float | None:
+  return (((arm.get('mlm_baselines') or {}).get('all') or {}).get(kind) or {}).get(key)
 
 
 def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
@@ -79,6 +90,20 @@ def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
             if a['heldout'].get('all', {}).get('loss') is not None]
   if pooled:
     ax.plot(*zip(*sorted(pooled)), 'ko', label='all (pooled)')
+  masked = [(a['unique_tokens'], a['heldout']['all']['loss_mask']) for a in group
+            if a['heldout'].get('all', {}).get('loss_mask') is not None]
+  if masked:
+    ax.plot(*zip(*sorted(masked)), 'rs', label='at [MASK] (pooled)')
+  # References of the arm with the most data (on its own held-out predictions).
+  full = max(group, key=lambda a: a['unique_tokens'], default=None)
+  for key, label, style in REFERENCES if full else ():
+    value = _reference(full, 'all', key)
+    if value is not None:
+      ax.axhline(value, color='k', linestyle=style, linewidth=1,
+                 label=f'{label}, all ({full["arm"]})')
+  if full and _reference(full, 'mask', 'unigram_loss') is not None:
+    ax.axhline(_reference(full, 'mask', 'unigram_loss'), color='r', linestyle='--',
+               linewidth=1, label=f'unigram at [MASK] ({full["arm"]})')
   scaling = result.get('loss_scaling') or {}
   band = scaling.get('band')
   if band:
@@ -103,13 +128,18 @@ def task_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
   tasks = analysis.task_names(group)
   fig, axes = _figure(len(tasks))
   for ax, task in zip(axes, tasks):
-    scored = sorted((a['unique_tokens'], a['tasks'][task]) for a in group
-                    if a['tasks'].get(task, {}).get('mean') is not None)
+    scored = sorted(((a['unique_tokens'], a['tasks'][task]) for a in group
+                     if a['tasks'].get(task, {}).get('mean') is not None),
+                    key=lambda s: s[0])
     if scored:
       x = [s[0] for s in scored]
       errors = np.array([_error(s[1]) for s in scored]).T
       ax.errorbar(x, [s[1]['mean'] for s in scored], yerr=errors, fmt='o-',
-                  capsize=3, label='pretrained')
+                  capsize=3, label='fine-tuned')
+    probed = sorted((a['unique_tokens'], a['probes'][task]['mean']) for a in group
+                    if (a.get('probes') or {}).get(task, {}).get('mean') is not None)
+    if probed:
+      ax.plot(*zip(*probed), 's-', color='C2', label='probe')
     slope = result['size_sensitivity'].get(task, {})
     if slope.get('status') == 'computed' and scored:
       line = np.geomspace(x[0], x[-1], 2)
@@ -197,12 +227,40 @@ def quality_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
   return _save(fig, out_dir, QUALITY_PLOT)
 
 
+def learning_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
+  """Per arm: held-out loss at [MASK] and at other positions beside its count
+  references, and the learning threshold (unigram - LEARN_MARGIN_NATS)."""
+  checks = result['learning']['arms']
+  names = [a['arm'] for a in arms if a['arm'] in checks]
+  fig, axes = _figure(2)
+  x = np.arange(len(names))
+  for ax, kind in zip(axes, ('mask', 'other')):
+    model = [checks[n]['model'][kind]['loss'] for n in names]
+    ax.plot(x, [np.nan if v is None else v for v in model], 'ko', label='encoder')
+    for key, label, style in REFERENCES:
+      values = [checks[n]['baselines'][kind].get(key) for n in names]
+      ax.plot(x, [np.nan if v is None else v for v in values], marker='_',
+              markersize=14, linestyle='none', label=label)
+    if kind == 'mask':
+      threshold = [checks[n]['baselines']['mask'].get('unigram_loss', np.nan)
+                   - result['learning']['margin_nats'] for n in names]
+      ax.plot(x, threshold, 'r_', markersize=14,
+              label=f'unigram - {result["learning"]["margin_nats"]:g} (learned below)')
+    ax.set_xticks(x, names, rotation=LABEL_ROTATION, ha='right', fontsize='x-small')
+    ax.set_ylabel('held-out loss (nats)')
+    ax.set_title('at [MASK]' if kind == 'mask' else 'at random / kept positions')
+    ax.legend(fontsize='x-small')
+  return _save(fig, out_dir, LEARNING_PLOT)
+
+
 def write_plots(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
                 result: dict) -> dict[str, str]:
   """The plots that apply to `result['varies']`; {plot: file name}."""
   out_dir.mkdir(parents=True, exist_ok=True)
   written = {}
   has_tasks = bool(analysis.task_names(arms))
+  if (result.get('learning') or {}).get('arms'):
+    written['learning'] = learning_plot(out_dir, arms, result)
   if result.get('size_arms'):
     written['loss_vs_tokens'] = loss_plot(out_dir, arms, result)
     if analysis.task_names([a for a in arms if a['arm'] in result['size_arms']]):

@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from lm_data.finetune import controls as controls_lib
+from lm_data.finetune import run as finetune_run
 from lm_data.study import analysis
+from lm_data.study import paired
 from lm_data.study import plots
 
 REPORT_DIR = 'report'
@@ -26,6 +29,16 @@ DIGITS = 3
 POOLED = 'all'
 MISSING = '–'
 COUNT_UNITS = ((1e9, 'B'), (1e6, 'M'), (1e3, 'k'))
+NOT_LEARNED = '†'
+# Record keys of each evaluation and of its controls, and how they are labelled.
+CONTROL_LABELS = (('random_init', 'random init (fine-tuned)'),
+                  ('random_init_probe', 'random init (probe)'),
+                  ('lexical', 'lexical (bag of words / tag per word)'),
+                  ('baseline', 'majority / mean'))
+# Record evaluation or control key -> init name of its result files.
+INIT_OF = {'tasks': 'pretrained', 'probes': 'probe', 'random_init': 'random',
+           'random_init_probe': 'random_probe', 'lexical': 'lexical',
+           'baseline': 'baseline'}
 
 
 # ------------------------------------------------------------------- values
@@ -60,6 +73,70 @@ def _check_arms(arms: Sequence[dict]) -> None:
     for task, result in arm['tasks'].items():
       if 'main_metric' not in result:
         raise ValueError(f'arm {arm["arm"]!r}, task {task!r} lacks main_metric')
+
+
+def _read_json(path: pathlib.Path) -> dict | None:
+  try:
+    return json.loads(path.read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _predictions(task_dir: pathlib.Path, files: Sequence[str], key):
+  """Per-seed test predictions of the result `files` (None if one lacks them)."""
+  seeds = []
+  for name in files:
+    result = _read_json(task_dir / name)
+    preds = ((result or {}).get('predictions') or {}).get('test')
+    if preds is None:
+      return None
+    seeds.append(np.asarray(preds))
+  return seeds
+
+
+def load_items(workdir: pathlib.Path, arms: Sequence[dict], controls: dict) -> dict:
+  """Per-item test predictions of every arm and control, for paired analyses.
+
+  Reads `arms/<arm>/eval/<task>/items.json` and the result files named in the
+  records (`files`); tasks or runs without them (older runs) are left out.
+  Returns the `items` argument of `analysis.analyze`.
+  """
+  out: dict[str, dict] = {}
+  arms_dir = pathlib.Path(workdir) / 'arms'
+
+  def add(task_dir, task, result, key):
+    files = result.get('files')
+    if not files:
+      return
+    items = out.get(task)
+    if items is None:
+      meta = _read_json(task_dir / finetune_run.ITEMS_NAME)
+      test = ((meta or {}).get('splits') or {}).get('test')
+      if not test or not test.get('gold'):
+        return
+      groups = test.get('groups')
+      items = out[task] = {'items': paired.TaskItems(
+          meta['main_metric'], np.asarray(test['gold']),
+          None if groups is None else np.asarray(groups, np.int64)), 'evals': {}}
+    seeds = _predictions(task_dir, files, key)
+    init = INIT_OF[key[1]]
+    if seeds and all(len(p) == len(items['items'].gold) for p in seeds):
+      items['evals'][(key[0], analysis.EVALUATIONS.get(key[1], key[1]))] = {
+          'seeds': seeds, 'deterministic': init in controls_lib.SINGLE_INITS}
+
+  for arm in arms:
+    eval_dir = arms_dir / arm['arm'] / finetune_run.EVAL_SUBDIR
+    for record_key in analysis.EVALUATIONS:
+      for task, result in (arm.get(record_key) or {}).items():
+        add(eval_dir / task, task, result, (arm['arm'], record_key))
+  for control, _ in CONTROL_LABELS:
+    for task, result in (controls.get(control) or {}).items():
+      for arm in arms:   # copied into every arm's eval dir; the first one found
+        task_dir = arms_dir / arm['arm'] / finetune_run.EVAL_SUBDIR / task
+        if (task_dir / (result.get('files') or ['-'])[0]).exists():
+          add(task_dir, task, result, (analysis.CONTROLS, control))
+          break
+  return out
 
 
 def _derived(arm: dict, controls: dict) -> dict:
@@ -97,25 +174,45 @@ def _ci(ci: Sequence[float] | None, signed: bool = False) -> str:
 
 
 def _score(result: dict | None) -> str:
+  """mean ± std [95% t interval over seeds] (recomputed from the scores)."""
   if not result or result.get('mean') is None:
     return MISSING
-  text = _num(result['mean'])
-  if result.get('std') is not None:
-    text += f' ± {_num(result["std"])}'
-  if result.get('ci95'):
-    text += f' {_ci(result["ci95"])}'
+  stats = analysis.seed_interval(result.get('scores') or [])
+  if stats['n'] < 1:
+    stats = {'mean': result['mean'], 'std': result.get('std'), 'ci95': None, 'n': 0}
+  text = _num(stats['mean'])
+  if stats['n'] > 1:
+    text += f' ± {_num(stats["std"])} {_ci(stats["ci95"])}'
   return text
+
+
+def _rounded(estimate: float | None, ci: Sequence[float] | None,
+             signed: bool = False) -> str:
+  """Estimate [CI] to the precision the interval supports (2 significant
+  digits of its half-width)."""
+  if estimate is None:
+    return MISSING
+  if not ci or ci[0] is None or ci[1] is None:
+    return _num(estimate, signed)
+  half = (ci[1] - ci[0]) / 2
+  digits = DIGITS if half <= 0 else max(0, 1 - math.floor(math.log10(half)))
+  sign = '+' if signed else ''
+  f = lambda v: f'{v:{sign}.{digits}f}'
+  return f'{f(estimate)} [{f(ci[0])}, {f(ci[1])}]'
 
 
 def claim(subject: str, effect: dict, quantity: str, better: str, worse: str,
           unit: str = '') -> str:
-  """One sentence: the effect with its CI, or 'no significant effect'."""
+  """One sentence: the effect with its CI, or 'no significant effect' with
+  the minimum detectable effect (alpha 0.05 two-sided, power 0.8)."""
   value = f'{quantity} {_num(effect["estimate"], signed=True)}{unit}'
   if effect.get('ci95') is None:
     return f'{subject}: {value} (no CI: too few seeds or points)'
   interval = _ci(effect['ci95'], signed=True)
   if not effect['significant']:
-    return f'{subject}: no significant effect ({value} {interval})'
+    mde = effect.get('mde')
+    power = '' if mde is None else f'; could detect ±{_num(mde)}{unit} (MDE)'
+    return f'{subject}: no significant effect ({value} {interval}{power})'
   return f'{subject} {better if effect["improves"] else worse}: {value} {interval}'
 
 
@@ -130,7 +227,11 @@ def _plot(plots_written: dict, key: str, title: str) -> list[str]:
 
 # ------------------------------------------------------------------ sections
 
-def _arms_section(arms: Sequence[dict]) -> list[str]:
+def _mark(name: str, held_back: Sequence[str]) -> str:
+  return f'{name} {NOT_LEARNED}' if name in held_back else name
+
+
+def _arms_section(arms: Sequence[dict], held_back: Sequence[str] = ()) -> list[str]:
   domains = list(dict.fromkeys(d for a in arms for d in a['heldout'] if d != POOLED))
   header = ['arm', 'domains', 'unique tokens', 'tokens seen', 'epochs',
             'train FLOPs', f'held-out loss: {POOLED}'] + domains
@@ -138,30 +239,190 @@ def _arms_section(arms: Sequence[dict]) -> list[str]:
   for arm in arms:
     loss = {d: (arm['heldout'].get(d) or {}).get('loss') for d in [POOLED] + domains}
     flops = arm.get('train_flops')
-    rows.append([arm['arm'], ', '.join(arm['recipe'].get('domains') or ()) or MISSING,
+    rows.append([_mark(arm['arm'], held_back),
+                 ', '.join(arm['recipe'].get('domains') or ()) or MISSING,
                  _count(arm['unique_tokens']), _count(arm.get('tokens_seen')),
                  _num(arm.get('epochs')), MISSING if flops is None else f'{flops:.2e}']
                 + [_num(loss[d]) for d in [POOLED] + domains])
   return ['## Arms', ''] + _table(header, rows) + ['']
 
 
-def _scores_section(arms: Sequence[dict], controls: dict) -> list[str]:
-  tasks = analysis.task_names(arms)
+def _scores_section(arms: Sequence[dict], controls: dict,
+                    held_back: Sequence[str] = ()) -> list[str]:
+  tasks = analysis.task_names(arms) or analysis.task_names(arms, 'probes')
   if not tasks:
     return ['## Downstream scores', '', 'No task results.', '']
   header = ['arm'] + [f'{t} ({analysis.task_meta(arms, t)["main_metric"]})'
                       for t in tasks]
-  rows = [[a['arm']] + [_score(a['tasks'].get(t)) for t in tasks] for a in arms]
-  for kind in ('random_init', 'baseline'):
-    control = controls.get(kind) or {}
-    if control:
-      rows.append([f'*{kind.replace("_", " ")}*']
-                  + [_score(control.get(t)) for t in tasks])
-  return (['## Downstream scores', '',
-           'Main metric per task: mean ± std [95% CI] over fine-tuning seeds. '
-           'Controls: *random init* fine-tunes an untrained encoder; *baseline* '
-           'is the task\'s non-neural baseline.', '']
-          + _table(header, rows) + [''])
+  lines = ['## Downstream scores', '',
+           'Test split, whole. Main metric per task: mean ± std [95% t interval] '
+           'over seeds (a probe on a fixed encoder is one deterministic fit). '
+           'Controls: *random init* fine-tunes or probes an untrained encoder; '
+           '*lexical* is bag-of-words naive Bayes (ridge for regression, most '
+           'frequent tag per word for tagging) on the same training examples; '
+           '*majority / mean* predicts the most frequent label.']
+  if held_back:
+    lines.append(f'{NOT_LEARNED} the encoder has not learned beyond the count '
+                 'baselines (see "Did the encoder learn?"): its rows are shown but '
+                 'left out of every verdict.')
+  lines.append('')
+  for key, title, shown in (
+      ('tasks', 'Fine-tuning', ('random_init', 'lexical', 'baseline')),
+      ('probes', 'Linear probe (best layer on dev)',
+       ('random_init_probe', 'lexical', 'baseline'))):
+    if not any(a.get(key) for a in arms):
+      continue
+    rows = [[_mark(a['arm'], held_back)] + [_score((a.get(key) or {}).get(t))
+                                           for t in tasks] for a in arms]
+    for kind, label in (c for c in CONTROL_LABELS if c[0] in shown):
+      control = controls.get(kind) or {}
+      if control:
+        rows.append([f'*{label}*'] + [_score(control.get(t)) for t in tasks])
+    lines += [f'### {title}', ''] + _table(header, rows) + ['']
+  probe_layers = [(a['arm'], t, r['layers']) for a in arms
+                  for t, r in sorted((a.get('probes') or {}).items()) if r.get('layers')]
+  if probe_layers:
+    layers = list(dict.fromkeys(l for _, _, ls in probe_layers for l in ls))
+    lines += ['### Probe accuracy per layer (test, l2 chosen on dev per layer)', '']
+    lines += _table(['arm', 'task'] + layers,
+                    [[arm, task] + [_num((ls.get(l) or {}).get('mean')) for l in layers]
+                     for arm, task, ls in probe_layers]) + ['']
+  return lines
+
+
+def _learning_section(result: dict, plots_written: dict) -> list[str]:
+  learning = result.get('learning') or {}
+  checks = learning.get('arms') or {}
+  if not checks:
+    return []
+  margin = learning['margin_nats']
+  lines = ['## Did the encoder learn?', '',
+           'Held-out MLM loss and accuracy (all domains pooled) next to count '
+           'models scored on the same masked positions, estimated from the '
+           'arm\'s own training tokens: *unigram* (word frequencies; at [MASK] '
+           'this is also the frequency+copy model), *freq+copy* (frequencies, and '
+           'the visible token where BERT kept it), *bigram* (left and right '
+           'neighbours), *majority* (always the most frequent token). [MASK] = '
+           'positions whose input is [MASK] (the main pretraining metric); other = '
+           'random or kept tokens. An arm has learned when its loss at [MASK] is '
+           f'at least {margin:g} nats below the unigram and its overall accuracy '
+           'is above freq+copy.', '']
+  rows = []
+  for arm, c in checks.items():
+    m, b = c['model'], c['baselines']
+    rows.append([
+        arm, _num(m['mask']['loss']), _num(b['mask'].get('unigram_loss')),
+        _num(c['margin_below_unigram_mask'], True), _num(b['mask'].get('bigram_loss')),
+        _num(m['mask']['accuracy']), _num(b['mask'].get('bigram_accuracy')),
+        _num(m['other']['loss']), _num(b['other'].get('freq_copy_loss')),
+        _num(m['other']['accuracy']), _num(b['other'].get('freq_copy_accuracy')),
+        _num(m['all']['accuracy']), _num(b['all'].get('freq_copy_accuracy')),
+        _num(b['all'].get('majority_accuracy')),
+        'yes' if c['learned'] else f'**no** {NOT_LEARNED}'])
+  lines += _table(['arm', 'loss [MASK]', 'unigram [MASK]', 'margin below unigram',
+                   'bigram [MASK]', 'acc [MASK]', 'bigram acc [MASK]', 'loss other',
+                   'freq+copy loss other', 'acc other', 'freq+copy acc other',
+                   'acc all', 'freq+copy acc all', 'majority acc', 'learned'], rows)
+  lines.append('')
+  for arm, c in checks.items():
+    if not c['learned']:
+      lines.append(f'- {arm} has not learned clearly beyond the baselines: '
+                   + '; '.join(c['reasons']) + '. Its downstream rows are marked '
+                   f'{NOT_LEARNED} and excluded from verdicts.')
+  if any(not c['learned'] for c in checks.values()):
+    lines.append('')
+  return lines + _plot(plots_written, 'learning', 'held-out loss at [MASK] vs baselines')
+
+
+def _effect_cell(effect: dict | None, holm: bool = True) -> str:
+  """Δ [95% CI] with a Holm mark, or 'n.s.' with the MDE."""
+  if not effect:
+    return MISSING
+  if not effect.get('se'):
+    return f'{_num(effect["estimate"], True)} (identical predictions)' \
+        if effect['estimate'] == 0 else f'{_num(effect["estimate"], True)} (no spread)'
+  text = _rounded(effect['estimate'], effect['ci95'], signed=True)
+  if effect.get('significant_holm'):
+    return text + (' \\*' if holm else '')
+  if not effect['significant']:
+    return text + f' (n.s.; MDE {_num(effect["mde"])})'
+  return text
+
+
+def _random_section(result: dict, held_back: Sequence[str]) -> list[str]:
+  comparisons = result.get('pretrained_vs_random') or {}
+  if not comparisons:
+    return []
+  lines = ['## Pretrained vs random init', '',
+           'Per task: pretrained minus random-init encoder, by linear probe and by '
+           'fine-tuning, paired on the same test items: 95% t interval combining a '
+           'bootstrap over test items with the seed variance (Welch df); '
+           '\\* = significant after Holm correction across tasks; n.s. rows give '
+           'the minimum detectable effect (MDE; alpha 0.05 two-sided, power 0.8). '
+           'The lexical baseline is shown beside it.', '']
+  summary = result.get('beats_random_init')
+  if summary:
+    lines += [f'Reference arm {summary["reference_arm"]}'
+              + ('' if summary['learned'] else f' {NOT_LEARNED} (has not learned)')
+              + f': pretrained beats random init on **{summary["count"]} of '
+              f'{summary["of"]}** tasks ({summary["count_holm"]} after Holm). '
+              'Per arm: ' + ', '.join(f'{a} {v["count"]}/{v["of"]}'
+                                      for a, v in summary['by_arm'].items()) + '.', '']
+  for arm, entry in comparisons.items():
+    count = entry['beats_random_init']
+    mark = f' {NOT_LEARNED} (not learned: no verdict)' if arm in held_back else ''
+    lines += [f'### {arm}{mark}', '',
+              f'**The pretrained encoder beats the random-init control on '
+              f'{count["count"]} of {count["of"]} tasks** (95% interval above 0, by '
+              f'probe or by fine-tuning; {count["count_holm"]} after Holm). By probe: '
+              f'{", ".join(count["by_probe"]) or "none"}; by fine-tuning: '
+              f'{", ".join(count["by_finetune"]) or "none"}.', '']
+    rows = []
+    for task in sorted(set(entry['probe']) | set(entry['finetune'])):
+      p, f = entry['probe'].get(task), entry['finetune'].get(task)
+      rows.append([task, _num((p or {}).get('a')), _num((p or {}).get('b')),
+                   _effect_cell(p), _num((f or {}).get('a')), _num((f or {}).get('b')),
+                   _effect_cell(f), _num(entry['lexical'].get(task))])
+    lines += _table(['task', 'probe: pretrained', 'probe: random', 'probe Δ [95% CI]',
+                     'fine-tune: pretrained', 'fine-tune: random', 'fine-tune Δ [95% CI]',
+                     'lexical'], rows) + ['']
+  return lines
+
+
+def _pairs_section(result: dict, held_back: Sequence[str]) -> list[str]:
+  pairs = (result.get('arm_pairs') or {}).get('pairs') or {}
+  reference = (result.get('arm_pairs') or {}).get('reference')
+  shown = {k: v for k, v in pairs.items() if reference in (v['a'], v['b'])}
+  if not shown:
+    return []
+  tasks = sorted({t for v in shown.values() for ev in analysis.RANDOM_CONTROL
+                  for t in v[ev]})
+  lines = ['## Arms compared on the same test items', '',
+           f'Each arm minus the reference arm {reference} (every pair is in '
+           'results.json, `analysis.arm_pairs`): paired over test items and '
+           'independent over seeds, 95% t interval; \\* = significant after Holm '
+           'across the tasks of that row; n.s. gives the minimum detectable effect '
+           '(alpha 0.05 two-sided, power 0.8): a "no effect" reading only rules out '
+           'effects of about that size.', '']
+  for ev, title in (('probe', 'Linear probe'), ('finetune', 'Fine-tuning')):
+    rows = [[_mark(v['a'], held_back) + ' − ' + _mark(v['b'], held_back)]
+            + [_effect_cell(v[ev].get(t)) for t in tasks]
+            for v in shown.values() if v[ev]]
+    if rows:
+      lines += [f'### {title}', ''] + _table(['pair'] + tasks, rows) + ['']
+  return lines
+
+
+def _trend_text(trend: dict | None) -> str:
+  if not trend or trend.get('status') != 'computed':
+    return ''
+  verdict = ('falls significantly' if trend['ci95'] and trend['ci95'][1] < 0 else
+             'rises significantly' if trend['ci95'] and trend['ci95'][0] > 0 else
+             'shows no significant trend')
+  return (f'Held-out loss {verdict} with data: '
+          f'{_rounded(trend["estimate"], trend["ci95"], signed=True)} nats per decade of '
+          f'unique tokens (least squares over {trend["n"]} arms, t interval with '
+          f'{trend["n"] - 2} df; one pretraining run per arm).')
 
 
 def _scaling_section(result: dict, plots_written: dict) -> list[str]:
@@ -169,16 +430,18 @@ def _scaling_section(result: dict, plots_written: dict) -> list[str]:
   lines = ['## Held-out MLM loss vs data size', '',
            f'Arms: {", ".join(result["size_arms"])}.', '']
   if scaling['status'] != 'fitted':
-    lines += [f'Power law L(D) = E + B·D^-β: {scaling["status"]} '
+    lines += [f'Power law L(D) = E + B·D^-β: not reported — {scaling["status"]} '
               f'({scaling["note"]}).', '']
+    if _trend_text(scaling.get('trend')):
+      lines += [_trend_text(scaling['trend']), '']
   else:
     fit, ci = scaling['fit'], scaling['ci95'] or {}
-    lines.append(f'Fit L(D) = E + B·D^-β over {fit["n"]} arms (D = unique tokens): '
-                 f'E = {_num(fit["E"])} {_ci(ci.get("E"))}, '
-                 f'B = {fit["B"]:.3g} {_ci(ci.get("B"))}, '
-                 f'β = {_num(fit["beta"])} {_ci(ci.get("beta"))}.')
-    if scaling.get('note'):
-      lines.append(scaling['note'] + '.')
+    lines.append(f'Fit L(D) = E + B·D^-β over {fit["n"]} arms (D = unique tokens; '
+                 f'{fit["n"] - analysis.POWER_LAW_PARAMS} residual df; shown to the '
+                 'precision the intervals support): '
+                 f'E = {_rounded(fit["E"], ci.get("E"))}, '
+                 f'B = {fit["B"]:.2g} {_ci(ci.get("B"))}, '
+                 f'β = {_rounded(fit["beta"], ci.get("beta"))}.')
     if fit['beta_at_bound']:
       lines.append(f'β sits at its search bound {analysis.BETA_BOUNDS}: the data do '
                    'not pin the exponent down.')
@@ -192,6 +455,8 @@ def _scaling_section(result: dict, plots_written: dict) -> list[str]:
         lines.append('No significant fall of held-out loss with data: the bands at '
                      f'the smallest {_ci([low[0], high[0]])} and largest '
                      f'{_ci([low[-1], high[-1]])} arms overlap.')
+    if _trend_text(scaling.get('trend')):
+      lines.append(_trend_text(scaling['trend']))
     lines.append('')
   return lines + _plot(plots_written, 'loss_vs_tokens', 'held-out loss vs unique tokens')
 
@@ -200,6 +465,8 @@ def _size_section(result: dict, plots_written: dict) -> list[str]:
   lines = ['## Sensitivity to data size', '',
            'Slope of each task\'s score against log10(unique tokens), per-seed '
            'points, t interval.', '']
+  if not result['size_sensitivity']:
+    lines += ['No slope: fewer than two sizes among the arms that have learned.', '']
   for task, effect in result['size_sensitivity'].items():
     if effect.get('status') != 'computed':
       lines.append(f'- {task}: {effect["status"]}')
@@ -207,6 +474,18 @@ def _size_section(result: dict, plots_written: dict) -> list[str]:
     lines.append('- ' + claim(task, effect, 'slope', 'improves with data',
                               'gets worse with more data',
                               f' {effect["main_metric"]}/decade'))
+  probe = result.get('probe_size_sensitivity') or {}
+  if probe:
+    lines += ['', 'Linear probes (one score per arm, so the interval is over arms):', '']
+    for task, effect in probe.items():
+      if effect.get('status') != 'computed':
+        lines.append(f'- {task}: {effect["status"]}')
+      else:
+        lines.append('- ' + claim(task, effect, 'probe slope', 'improves with data',
+                                  'gets worse with more data',
+                                  f' {effect["main_metric"]}/decade'))
+  if result.get('held_back_arms'):
+    lines += ['', f'Left out (not learned): {", ".join(result["held_back_arms"])}.']
   lines.append('')
   lines += _plot(plots_written, 'task_vs_tokens', 'task score vs unique tokens')
   ranking = result['ranking']
@@ -285,16 +564,16 @@ def _correlation_section(result: dict) -> list[str]:
   if not corr:
     return []
   lines = ['## Held-out loss vs task score', '',
-           f'Correlation over arms of the pooled held-out MLM loss with each task\'s '
-           'mean score (bootstrap over arms). Negative = lower loss goes with a '
-           'higher score.', '']
+           'Correlation over arms of the pooled held-out MLM loss with each task\'s '
+           f'mean score (Fisher-z intervals; at least {analysis.MIN_CORRELATION_ARMS} '
+           'arms). Negative = lower loss goes with a higher score.', '']
   rows = []
   for task, c in corr.items():
     if c['status'] != 'computed':
       rows.append([task, c['status'], MISSING, str(c['n'])])
       continue
     rows.append([task] + [
-        f'{_num(c[k]["estimate"], True)} {_ci(c[k]["ci95"], True)}'
+        _rounded(c[k]['estimate'], c[k]['ci95'], signed=True)
         + ('' if c[k]['significant'] else ' (n.s.)') for k in ('pearson', 'spearman')]
         + [str(c['n'])])
   return lines + _table(['task', 'Pearson [95% CI]', 'Spearman [95% CI]', 'arms'],
@@ -352,28 +631,48 @@ def _literature_section(result: dict) -> list[str]:
 def _methods_section() -> list[str]:
   return ['## Methods', '',
           '- Every interval is 95%. "No significant effect" means the interval '
-          'includes 0.',
-          '- Power law: β profiled on a log grid in '
-          f'{list(analysis.BETA_BOUNDS)} (E ≥ 0, B by least squares for each β); '
-          f'{analysis.BOOTSTRAP_SAMPLES} residual-bootstrap refits give the CIs and '
-          'the band.',
+          'includes 0; paired comparisons then state the minimum detectable effect.',
+          '- Test splits are evaluated whole; only training examples are capped.',
+          '- Per-arm scores: mean over seeds with a Student-t interval (n - 1 df).',
+          '- Paired comparisons (arm vs arm, pretrained vs random init): the '
+          'difference of seed-mean scores on the same test items; its variance '
+          f'is a paired bootstrap over test items ({paired.BOOTSTRAP_SAMPLES} '
+          'resamples, sentences for tagging) plus s²/n of each side\'s seeds; '
+          't interval with Welch–Satterthwaite df; Holm correction across the '
+          'tasks of each family; MDE = (t(0.975, df) + t(0.8, df)) × SE, i.e. '
+          'alpha 0.05 two-sided and power 0.8, assuming the same SE under the '
+          'alternative. A fine-tuned evaluation with one seed uses the seed '
+          'variance pooled over the task\'s other fine-tuned evaluations (the '
+          'random-init control\'s seeds, arms with several seeds).',
+          f'- Power law: only with >= {analysis.MIN_FIT_DOF} residual degrees of '
+          f'freedom; β profiled on a log grid in {list(analysis.BETA_BOUNDS)} '
+          f'(E ≥ 0, B by least squares for each β); {analysis.BOOTSTRAP_SAMPLES} '
+          'residual-bootstrap refits give the CIs and the band. Otherwise the '
+          'log-linear trend (t interval, n - 2 df).',
           '- Size slopes: least squares on per-seed scores; t interval with n - 2 '
           'degrees of freedom. Seeds vary fine-tuning only, so pretraining noise '
           'shows up only as lack of fit.',
           '- Domain and quality effects: differences of seed means, Welch '
           'intervals.',
-          '- Correlations: percentile bootstrap over arms (few arms: wide and '
-          'approximate).', '']
+          f'- Correlations: Fisher-z intervals, only with >= '
+          f'{analysis.MIN_CORRELATION_ARMS} arms.',
+          f'- Arms that have not learned (loss at [MASK] less than '
+          f'{analysis.LEARN_MARGIN_NATS:g} nats below the unigram, or accuracy not '
+          'above frequency+copy) are left out of slopes, contrasts, correlations and '
+          'literature verdicts.', '']
 
 
 def render(results: dict) -> str:
   """report.md from the results.json content."""
   arms, controls, result = results['arms'], results['controls'], results['analysis']
   plots_written = results['plots']
+  held_back = result.get('held_back_arms') or []
   varied = [k for k, v in result['varies'].items() if v] or ['nothing']
   lines = [f'# Study report: {results["name"] or "unnamed ablation"}', '',
            f'{len(arms)} arms; the arms vary: {", ".join(varied)}.', '']
-  lines += _arms_section(arms) + _scores_section(arms, controls)
+  lines += _arms_section(arms, held_back) + _learning_section(result, plots_written)
+  lines += _scores_section(arms, controls, held_back)
+  lines += _random_section(result, held_back) + _pairs_section(result, held_back)
   if 'loss_scaling' in result:
     lines += _scaling_section(result, plots_written)
     lines += _size_section(result, plots_written)
@@ -393,11 +692,16 @@ def _write_atomic(path: pathlib.Path, text: str) -> None:
 
 def write_report(workdir: pathlib.Path, config: Any, arms: list[dict],
                  controls: dict) -> dict:
-  """Writes DIR/report/{results.json, report.md, *.png}; returns results.json."""
+  """Writes DIR/report/{results.json, report.md, *.png}; returns results.json.
+
+  Per-item predictions (for the paired comparisons) are read from the arms'
+  eval folders under `workdir`; they are not copied into results.json.
+  """
   _check_arms(arms)
   controls = controls or {}
   arms = [dict(arm, derived=_derived(arm, controls)) for arm in arms]
-  result = _json_safe(analysis.analyze(arms))
+  items = load_items(pathlib.Path(workdir), arms, controls)
+  result = _json_safe(analysis.analyze(arms, items))
   out_dir = pathlib.Path(workdir) / REPORT_DIR
   plots_written = plots.write_plots(out_dir, arms, controls, result)
   results = _json_safe({'name': config.get('name', ''), 'arms': arms,

@@ -5,16 +5,20 @@ resumes from the arm's latest checkpoint, fine-tuning results on disk are not
 recomputed, and an arm whose `arm_result.json` exists is skipped.
 """
 
+import dataclasses
 import json
 import math
 import pathlib
 import re
+import time
 
 import jax
 import ml_collections
 from absl import logging
 from jax.experimental import multihost_utils
 
+from lm_data import checks
+from lm_data import errors
 from lm_data.finetune import run as finetune_run
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.input_pipeline import loader
@@ -22,6 +26,7 @@ from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import prepare as prepare_lib
 from lm_data.input_pipeline import sampling
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
+from lm_data.study import baselines
 from lm_data.study import report as report_lib
 from lm_data.train import trainer
 
@@ -45,31 +50,35 @@ def plain(config: ml_collections.ConfigDict) -> dict:
 
 
 def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-  """The arms to run, after checks that fail before any work."""
+  """The arms to run, after checks that fail before any work (errors.UserError)."""
   names = [arm.name for arm in config.arms]
   if not names:
-    raise ValueError('config.arms is empty; an ablation needs at least one arm')
+    raise errors.UserError('config.arms is empty; an ablation needs at least one arm')
   dupes = sorted({n for n in names if names.count(n) > 1})
   if dupes:
-    raise ValueError(f'duplicate arm names {dupes}; arm names must be unique')
+    raise errors.UserError(f'duplicate arm names {dupes}; arm names must be unique')
   for name in names:
     if not ARM_NAME.match(name):
-      raise ValueError(f'arm name {name!r} must match {ARM_NAME.pattern} (it is a folder name)')
+      raise errors.UserError(
+          f'arm name {name!r} must match {ARM_NAME.pattern} (it is a folder name)')
   if config.arm and config.arm not in names:
-    raise ValueError(f'unknown arm {config.arm!r}; known: {", ".join(names)}')
+    raise errors.UserError(f'unknown arm {config.arm!r}; known: {", ".join(names)}')
   for arm in config.arms:
     fraction = arm.data.budget_fraction
     if not 0 < fraction <= 1:
-      raise ValueError(f'arm {arm.name}: data.budget_fraction={fraction} must be in (0, 1]')
+      raise errors.UserError(
+          f'arm {arm.name}: data.budget_fraction={fraction} must be in (0, 1]')
     if fraction < 1 and arm.data.token_budget:
-      raise ValueError(f'arm {arm.name}: set data.token_budget or data.budget_fraction, not both')
-    prepare_lib.Recipe.from_config(_recipe_fields(arm.data, budget=None))
-  for name in config.finetune.tasks:
-    tasks_lib.get_task(name)
-  trainer.model_config_for(config, config.tokenizer.vocab_size)
+      raise errors.UserError(
+          f'arm {arm.name}: set data.token_budget or data.budget_fraction, not both')
+    if (arm.get('epochs') or 0) < 0:
+      raise errors.UserError(f'arm {arm.name}: epochs={arm.epochs} must be >= 0 (0 = off)')
+    with errors.as_user_errors(f'arm {arm.name}'):  # domains, quality steps, degradations
+      prepare_lib.Recipe.from_config(_recipe_fields(arm.data, budget=None))
   if config.train.parallelism not in trainer.PARALLELISM:
-    raise ValueError(f'unknown train.parallelism {config.train.parallelism!r}; '
-                     f'known: {", ".join(trainer.PARALLELISM)}')
+    raise errors.UserError(f'unknown train.parallelism {config.train.parallelism!r}; '
+                           f'known: {", ".join(trainer.PARALLELISM)}')
+  checks.check_study_config(config)  # batch sizes, model, dtype, tasks, cache dir
   return [a for a in config.arms if not config.arm or a.name == config.arm]
 
 
@@ -77,7 +86,10 @@ def _recipe_fields(data: ml_collections.ConfigDict, budget: int | None) -> dict:
   """Config recipe -> prepare.Recipe fields (budget resolved by the study)."""
   return dict(domains=list(data.domains), weights=data.weights, token_budget=budget,
               seed=data.seed, quality=list(data.quality), degrade=dict(data.degrade),
-              decontaminate=data.decontaminate, tfds_name=data.tfds_name or None)
+              decontaminate=data.decontaminate,
+              decontaminate_coverage=data.get('decontaminate_coverage',
+                                              prepare_lib.Recipe.decontaminate_coverage),
+              tfds_name=data.tfds_name or None)
 
 
 class Study:
@@ -89,9 +101,10 @@ class Study:
     self.is_main = jax.process_index() == 0
     self.cache = pathlib.Path(config.cache_dir) if config.cache_dir else None
     self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
-    tasks = list(config.finetune.tasks) or list(tasks_lib.LOCAL_TASKS)
     needs_texts = any(arm.data.decontaminate for arm in config.arms)
-    self.eval_texts = tasks_lib.eval_texts(tasks) if needs_texts else ()
+    # Every local task, not config.finetune.tasks: the corpus must not depend on the run's tasks.
+    self.eval_texts = ({t: tasks_lib.eval_texts([t]) for t in tasks_lib.LOCAL_TASKS}
+                       if needs_texts else {})
     tc = config.tokenizer
     self.tokenizer_path = prepare_lib.train_shared_tokenizer(
         self.domains, workdir / 'tokenizer' / 'spm.model', vocab_size=tc.vocab_size,
@@ -101,6 +114,11 @@ class Study:
         vocab_size=self.tokenizer.vocab_size, mask_rate=config.mask.mask_rate,
         max_predictions=config.mask.max_predictions,
         special_ids=self.tokenizer.special_ids, mask_id=self.tokenizer.mask_id)
+    # Held-out loss is always measured at one masking rate (BERT's 15% by
+    # default), so recipes that train at another rate stay comparable.
+    self.eval_mask_cfg = dataclasses.replace(
+        self.mask_cfg, mask_rate=config.mask.get('eval_mask_rate', masking.BERT_MASK_RATE),
+        max_predictions=None)
 
   def prepare(self, data: ml_collections.ConfigDict, budget: int | None):
     return prepare_lib.prepare(
@@ -123,8 +141,14 @@ class Study:
       return {name: smallest for name in corpus}
     return corpus
 
-  def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int, n: int):
-    """Prepare -> pretrain -> fine-tune one arm; returns its record or None if stopped."""
+  def pretrain_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int,
+                   n: int) -> dict | None:
+    """Prepare -> pretrain one arm; its record without downstream scores.
+
+    The record holds the held-out MLM loss (also split at [MASK] and at other
+    positions) and, on the same held-out predictions, the count-model references
+    of `baselines` estimated from the arm's training tokens. None if stopped.
+    """
     c = self.config
     arm_dir = self.workdir / 'arms' / arm.name
     logging.info('arm %d/%d: %s (budget %s tokens)', k, n, arm.name, budget)
@@ -150,7 +174,7 @@ class Study:
         process_index=jax.process_index(), process_count=jax.process_count())
     eval_sets = {
         d: loader.eval_batches(
-            prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.mask_cfg,
+            prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
             seed=masking.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
             process_index=jax.process_index(), process_count=jax.process_count())
         for d in self.domains}
@@ -160,35 +184,65 @@ class Study:
     try:
       result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
                                 eval_sets=eval_sets, vocab_size=self.tokenizer.vocab_size,
-                                meta=meta)
+                                meta=meta, label=f'[arm {k}/{n}] {arm.name}',
+                                tensorboard_dir=self.workdir / 'tensorboard' / arm.name)
     finally:
       train_iter.close()
     if not result.finished:
       return None
+    return {'arm': arm.name, 'recipe': arm.data.to_dict(), 'budget': budget,
+            'unique_tokens': unique_tokens, 'tokens_seen': tokens_seen,
+            'epochs': data_stats['epochs'], 'steps': steps,
+            'train_flops': result.train_flops, 'data_stats': data_stats,
+            'heldout': result.heldout,
+            'mlm_baselines': self.mlm_baselines(prepared) if self.is_main else {}}
 
+  def mlm_baselines(self, prepared) -> dict:
+    """Count-model references on all held-out rows (as one process sees them)."""
+    train = loader.as_packed(prepared.train)
+    counts = baselines.CountModel(train.tokens, train.segment_ids, self.eval_mask_cfg)
+    eval_sets = {d: loader.eval_batches(
+        prepared, d, batch_size=self.config.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
+        seed=masking.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
+                 for d in self.domains}
+    return baselines.heldout_baselines(counts, eval_sets)
+
+  def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int, n: int):
+    """Prepare -> pretrain -> fine-tune one arm; returns its record or None if stopped."""
+    record = self.pretrain_arm(arm, budget, k, n)
+    if record is None:
+      return None
+    arm_dir = self.workdir / 'arms' / arm.name
     tasks, controls = {}, {}
     if self.is_main:
       # Controls (random-init encoder, majority baseline) do not depend on the
       # arm: the fine-tuning run copies them from a sibling arm, so they cost once.
-      summary = finetune_run.evaluate_checkpoint(c.finetune, arm_dir / 'checkpoints',
+      summary = finetune_run.evaluate_checkpoint(self.config.finetune, arm_dir / 'checkpoints',
                                                  arm_dir / 'eval', arm=arm.name)
       tasks = task_scores(summary, 'pretrained')
+      probes = task_scores(summary, 'probe')
       controls = {'random_init': task_scores(summary, 'random'),
+                  'random_init_probe': task_scores(summary, 'random_probe'),
+                  'lexical': task_scores(summary, 'lexical'),
                   'baseline': task_scores(summary, 'baseline')}
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'{arm.name} evaluated')  # process 0 fine-tunes
-    record = {'arm': arm.name, 'recipe': arm.data.to_dict(), 'budget': budget,
-              'unique_tokens': unique_tokens, 'tokens_seen': tokens_seen,
-              'epochs': data_stats['epochs'], 'steps': steps,
-              'train_flops': result.train_flops, 'data_stats': data_stats,
-              'heldout': result.heldout, 'tasks': tasks, 'controls': controls}
+    record.update(tasks=tasks, probes=probes if self.is_main else {}, controls=controls)
     if self.is_main:
       _write_json(arm_dir / ARM_RESULT, record)
     return record
 
 
+def _minutes(seconds: float) -> str:
+  return f'{int(seconds // 60)}m{int(seconds % 60):02d}s'
+
+
 def task_scores(summary: dict, init: str) -> dict:
-  """Fine-tuning summary -> {task: main metric on test: scores, mean, std, ci95}."""
+  """Fine-tuning summary -> {task: main metric on test: scores, mean, std, ci95}.
+
+  Also `files` (the per-seed results, per-item predictions inside, relative to
+  the arm's eval/<task>/) and, for probes, `layers` and `chosen_layers`.
+  """
   out = {}
   for name, task in summary['tasks'].items():
     stats = task['inits'].get(init)
@@ -198,33 +252,80 @@ def task_scores(summary: dict, init: str) -> dict:
     test = stats['test'][metric]
     out[name] = {'main_metric': metric, 'domain': task.get('domain'),
                  'kind': task.get('kind'), 'scores': test.get('values'),
-                 'mean': test['mean'], 'std': test['std'], 'ci95': test['ci95']}
+                 'mean': test['mean'], 'std': test['std'], 'ci95': test['ci95'],
+                 **{k: stats[k] for k in ('files', 'layers', 'chosen_layers')
+                    if k in stats}}
   return out
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
   """Runs (or resumes) every selected arm, the controls and the report."""
-  workdir = pathlib.Path(workdir)
   arms = select_arms(config)
+  workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
   study = Study(config, workdir)
   if study.is_main:
     _write_json(workdir / 'config.json', plain(config))
   budgets = study.budgets(arms)
-  records = []
+  records, arm_seconds = [], []
   for k, arm in enumerate(arms, 1):
     path = workdir / 'arms' / arm.name / ARM_RESULT
     if path.exists():
       logging.info('arm %d/%d: %s already finished', k, len(arms), arm.name)
       records.append(json.loads(path.read_text()))
       continue
+    start = time.perf_counter()
     record = study.run_arm(arm, budgets[arm.name], k, len(arms))
     if record is None:
       logging.warning('stopped during arm %s; re-run the same command to resume', arm.name)
       return None
-    records.append(record)
+    # As arm_result.json reads back (sorted keys, lists), so a re-run that loads
+    # finished arms writes a byte-identical results.json.
+    records.append(json.loads(json.dumps(record, sort_keys=True)))
+    arm_seconds.append(time.perf_counter() - start)
+    # Later arms skip the shared controls, so the mean over done arms overestimates a bit.
+    eta = sum(arm_seconds) / len(arm_seconds) * (len(arms) - k)
+    logging.info('study: arm %d/%d %s done in %s; study ETA %s', k, len(arms), arm.name,
+                 _minutes(arm_seconds[-1]), _minutes(eta))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('arms done')
   if not study.is_main or config.arm:
     return None  # a single arm of a job array: the report is made by a full run
   controls = records[0].get('controls', {})
-  return report_lib.write_report(workdir, plain(config), records, controls)
+  results = report_lib.write_report(workdir, plain(config), records, controls)
+  logging.info('report: %s', (workdir / 'report' / 'report.md').absolute())
+  return results
+
+
+def prepare_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Prepares everything a run of `config` reads, and trains nothing (`--prepare_only`).
+
+  Fetches the archives, builds the corpora, trains the shared tokenizer into
+  `workdir`, prepares every selected arm's rows (and the full corpus its budget
+  is a fraction of) and loads every local and configured task (its parse is
+  cached, `tasks.cache_path`). Idempotent: a second call only reads caches.
+  Returns what a run on another machine needs (`study.bundle` packs it):
+  {'tokenizer': path, 'domains': [...], 'arms': {arm: prepared folder},
+   'prepared': [every prepared folder], 'tasks': {task: cache file or None}}.
+  """
+  start = time.perf_counter()
+  arms = select_arms(config)
+  workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
+  study = Study(config, workdir)
+  budgets = study.budgets(arms)
+  folders = {arm.name: study.prepare(arm.data, budgets[arm.name]).path for arm in arms}
+  # The full corpora that `budgets` measured fractions of.
+  corpora = [study.prepare(arm.data, None).path for arm in arms if not arm.data.token_budget]
+  task_files = {}
+  for name in dict.fromkeys([*tasks_lib.LOCAL_TASKS, *config.finetune.tasks]):
+    data = tasks_lib.get_task(name).load()
+    path = tasks_lib.cache_path(name)
+    task_files[name] = str(path) if path else None
+    logging.info('prepare: task %s ready (%s)', name,
+                 ', '.join(f'{k} {len(v)}' for k, v in data.splits.items()))
+  logging.info('prepared %d arms and %d tasks in %s (nothing trained); tokenizer %s',
+               len(folders), len(task_files), _minutes(time.perf_counter() - start),
+               study.tokenizer_path)
+  return {'tokenizer': str(study.tokenizer_path), 'domains': list(study.domains),
+          'arms': {k: str(v) for k, v in folders.items()},
+          'prepared': sorted({str(p) for p in [*folders.values(), *corpora]}),
+          'tasks': task_files}

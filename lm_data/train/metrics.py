@@ -5,6 +5,7 @@ import pathlib
 import time
 
 import numpy as np
+import tensorboardX
 from absl import logging
 
 
@@ -15,31 +16,64 @@ def _plain(value):
 
 
 class MetricWriter:
-  """Appends one JSON object per call to `path` (only process 0 writes)."""
+  """Appends one JSON object per call to `path` (only process 0 writes).
 
-  def __init__(self, path: pathlib.Path, *, enabled: bool = True):
+  With `tensorboard_dir`, numeric scalars also go to TensorBoard event files
+  (tensorboardX: no TensorFlow), one folder per arm so that
+  `tensorboard --logdir DIR/tensorboard` shows arms side by side.
+  """
+
+  def __init__(self, path: pathlib.Path, *, enabled: bool = True,
+               tensorboard_dir: pathlib.Path | None = None):
     self.path = pathlib.Path(path)
     self.enabled = enabled
+    self._tb = None
     if enabled:
       self.path.parent.mkdir(parents=True, exist_ok=True)
+      if tensorboard_dir is not None:
+        self._tb = tensorboardX.SummaryWriter(str(tensorboard_dir), flush_secs=30)
 
-  def write(self, step: int, metrics: dict) -> None:
+  def write(self, step: int, metrics: dict, *, jsonl: bool = True) -> None:
     if not self.enabled:
       return
     record = {'step': int(step), **{k: _plain(v) for k, v in metrics.items()}}
-    with self.path.open('a') as f:
-      f.write(json.dumps(record) + '\n')
+    if jsonl:
+      with self.path.open('a') as f:
+        f.write(json.dumps(record) + '\n')
+    if self._tb is not None:
+      for key, value in record.items():
+        if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
+          self._tb.add_scalar(key if '/' in key else f'train/{key}', value, int(step))
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+SPLITS = ('_mask',)  # position kinds the eval step sums separately
 
 
 def reduce_sums(metrics: dict) -> dict:
-  """(sum, count) pairs -> means: loss, accuracy; other scalars pass through."""
+  """(sum, count) pairs -> means: loss, accuracy; other scalars pass through.
+
+  Sums with a split suffix ('_mask') give loss_mask, accuracy_mask and
+  predictions_mask, and their complement in the totals gives '_other'.
+  """
   out = {k: v for k, v in metrics.items()
-         if not k.endswith('_sum') and k != 'finite'}
-  weight = float(metrics['weight_sum'])
-  if weight > 0:
-    out['loss'] = float(metrics['loss_sum']) / weight
-    out['accuracy'] = float(metrics['correct_sum']) / weight
-  out['predictions'] = weight
+         if '_sum' not in k and k != 'finite'}
+  sums = {'': (metrics['loss_sum'], metrics['correct_sum'], metrics['weight_sum'])}
+  for suffix in SPLITS:
+    if f'weight_sum{suffix}' in metrics:
+      part = tuple(metrics[f'{k}_sum{suffix}'] for k in ('loss', 'correct', 'weight'))
+      sums[suffix] = part
+      sums['_other'] = tuple(float(t) - float(p) for t, p in zip(sums[''], part))
+  for suffix, (loss, correct, weight) in sums.items():
+    weight = float(weight)
+    if weight > 0:
+      out[f'loss{suffix}'] = float(loss) / weight
+      out[f'accuracy{suffix}'] = float(correct) / weight
+    out[f'predictions{suffix}'] = weight
   return out
 
 

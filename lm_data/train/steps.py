@@ -19,6 +19,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lm_data.input_pipeline import masking
 from lm_data.models import attention
 
 DATA_AXIS = 'data'
@@ -50,9 +51,9 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
                     opt_state=optimizer.init(params), rng=dropout_rng)
 
 
-def mlm_loss(logits: jax.Array, labels: jax.Array,
-             weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Summed weighted cross-entropy and summed weighted accuracy (float32).
+def mlm_token_losses(logits: jax.Array,
+                     labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-prediction cross-entropy and hit (float32), shapes of `labels`.
 
   A prediction counts as correct when the label's logit is the row maximum
   (a tie counts as a hit). Reusing the log-sum-exp's max instead of a separate
@@ -63,7 +64,13 @@ def mlm_loss(logits: jax.Array, labels: jax.Array,
   shifted = logits - jax.lax.stop_gradient(jnp.max(logits, -1, keepdims=True))
   label_logit = jnp.take_along_axis(shifted, labels[..., None], -1)[..., 0]
   nll = jnp.log(jnp.sum(jnp.exp(shifted), -1)) - label_logit
-  correct = (label_logit >= 0.0).astype(jnp.float32)
+  return nll, (label_logit >= 0.0).astype(jnp.float32)
+
+
+def mlm_loss(logits: jax.Array, labels: jax.Array,
+             weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Summed weighted cross-entropy and summed weighted accuracy (float32)."""
+  nll, correct = mlm_token_losses(logits, labels)
   return (nll * weights).sum(), (correct * weights).sum()
 
 
@@ -206,15 +213,27 @@ def shard_for_pmap(batch: Batch, num_devices: int | None = None) -> Batch:
   return {k: np.asarray(v).reshape((n, -1) + v.shape[1:]) for k, v in batch.items()}
 
 
-def make_eval_step(model: nn.Module, mesh) -> Callable:
-  """(params, batch) -> (loss_sum, correct_sum, weight_sum); nothing donated."""
+def make_eval_step(model: nn.Module, mesh, mask_id: int = masking.MASK_ID) -> Callable:
+  """(params, batch) -> (sum, count) metrics; nothing donated.
+
+  Besides the totals it sums separately where the input at the predicted
+  position is [MASK] ('_mask': the main pretraining metric, the token must come
+  from context); the rest (random or kept tokens, partly solvable by copying
+  what is visible) is reported as '_other' by `metrics.reduce_sums`.
+  """
 
   def step(params, batch: Batch):
     logits = model.apply({'params': params}, *(batch[k] for k in MODEL_INPUTS),
                          batch['mlm_positions'], deterministic=True)
-    loss_sum, correct = mlm_loss(logits, batch['mlm_ids'], batch['mlm_weights'])
-    return {'loss_sum': loss_sum, 'correct_sum': correct,
-            'weight_sum': batch['mlm_weights'].sum()}
+    nll, correct = mlm_token_losses(logits, batch['mlm_ids'])
+    weights = batch['mlm_weights']
+    seen = jnp.take_along_axis(batch['input_ids'], batch['mlm_positions'], axis=1)
+    out = {}
+    for suffix, w in (('', weights), ('_mask', weights * (seen == mask_id))):
+      out[f'loss_sum{suffix}'] = (nll * w).sum()
+      out[f'correct_sum{suffix}'] = (correct * w).sum()
+      out[f'weight_sum{suffix}'] = w.sum()
+    return out
 
   replicated = NamedSharding(mesh, P())
   return jax.jit(step, in_shardings=(replicated, batch_sharding(mesh)),

@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import loader
 from lm_data.models.bert import BertForMLM
 from lm_data.models.presets import make_config
@@ -103,7 +104,8 @@ def evaluate(eval_step, params, eval_sets: Mapping[str, Iterable[dict]],
 
 def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
              train_iter: TrainIterator, eval_sets: Mapping[str, Iterable[dict]],
-             vocab_size: int, meta: dict[str, Any]) -> PretrainResult:
+             vocab_size: int, meta: dict[str, Any], label: str = '',
+             tensorboard_dir: pathlib.Path | None = None) -> PretrainResult:
   """Trains `cfg.train.num_train_steps` steps, resuming from `arm_dir/checkpoints`.
 
   Args:
@@ -113,6 +115,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     eval_sets: name -> host-local batches for held-out evaluation.
     vocab_size: tokenizer vocabulary size.
     meta: JSON saved in every checkpoint (config, tokenizer path, ...).
+    label: names the arm on the progress line (default: the folder name).
+    tensorboard_dir: also write the logged scalars there as TensorBoard events.
   """
   tc = cfg.train
   if tc.parallelism not in PARALLELISM:
@@ -135,16 +139,24 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
         seed=cfg.seed), out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))
     abstract = jax.eval_shape(init)
     manager = checkpoint.make_manager(
-        arm_dir / 'checkpoints', max_to_keep=1,
+        arm_dir / 'checkpoints',
         keep_period=tc.keep_period or None, async_save=tc.async_checkpointing)
+    restored = None
     if manager.latest_step() is not None:
       abstract = jax.tree.map(
           lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                          sharding=jax.sharding.NamedSharding(mesh, jax.P())),
           abstract)
-      state, data_state, _ = checkpoint.restore(manager, abstract)
-      train_iter.set_state(data_state)
+      restored = checkpoint.restore_latest(manager, abstract)  # past a damaged latest step
+    if restored is not None:
+      state = restored.state
+      train_iter.set_state(restored.data_state)
       logging.info('resumed %s at step %d', arm_dir.name, int(state.step))
+      for bad_step, why in restored.skipped:  # on record beside the metrics it affects
+        metrics_lib.MetricWriter(arm_dir / 'metrics.jsonl', enabled=jax.process_index() == 0
+                                 ).write(restored.step, {'event': 'checkpoint_fallback',
+                                                         'corrupt_step': bad_step,
+                                                         'reason': why})
     else:
       state = init()
     start = int(state.step)
@@ -166,14 +178,17 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     flops_per_step = flops.train_flops_per_step(
         model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,
         predictions=cfg.mask.max_predictions)
+    # Measured once per machine and cached, so MFUs compare across arms and runs.
     peak, peak_source = flops.peak_flops_per_device(
         DTYPES[cfg.model.dtype], override_tflops=tc.peak_tflops,
-        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.get('cache_dir') else None)
+        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.get('cache_dir') else fetch.cache_root())
     logging.info('%.3g FLOPs/step; peak %.3g FLOP/s/device (%s)', flops_per_step,
                  peak, peak_source)
     is_main = jax.process_index() == 0
-    writer = metrics_lib.MetricWriter(arm_dir / 'metrics.jsonl', enabled=is_main)
-    progress = metrics_lib.Progress(tc.num_train_steps, start, name=arm_dir.name)
+    writer = metrics_lib.MetricWriter(arm_dir / 'metrics.jsonl', enabled=is_main,
+                                      tensorboard_dir=tensorboard_dir)
+    progress = metrics_lib.Progress(tc.num_train_steps, start, name=label or arm_dir.name)
+    window = {}  # metric sums since the last logged step: a smoothed train loss
     tokens_per_step = tc.global_batch_size * cfg.seq_len
 
     def host_state(s):
@@ -189,10 +204,13 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
             f'{arm_dir.name}: non-finite loss or gradient at step {step} '
             f'(loss_sum={float(m["loss_sum"])}, grad_norm={float(m["grad_norm"])}); '
             'lower train.learning_rate or raise train.warmup_steps')
+      for k in ('loss_sum', 'correct_sum', 'weight_sum'):
+        window[k] = window.get(k, 0.0) + float(m[k])
       if step % tc.log_every and step != tc.num_train_steps:
         return
       timing = progress.tick(step)
-      out = metrics_lib.reduce_sums(m)
+      out = metrics_lib.reduce_sums({**m, **window})  # means over the window
+      window.clear()
       out['tokens_per_sec'] = tokens_per_step / timing['step_time']
       out['mfu'] = flops_per_step / timing['step_time'] / (peak * n_dev)
       out.update(timing)
@@ -227,6 +245,11 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     finished = step >= tc.num_train_steps
     heldout = evaluate(eval_step, host_state(state).params, eval_sets, to_device) \
         if finished else {}
+    if heldout:
+      writer.write(step, {f'heldout/{name}/{k}': v for name, r in heldout.items()
+                          for k, v in r.items() if k.startswith(('loss', 'accuracy'))},
+                   jsonl=False)
+    writer.close()
   if finished and is_main:
     (arm_dir / 'pretrain_summary.json').write_text(json.dumps({
         'step': step, 'heldout': heldout,

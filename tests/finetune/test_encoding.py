@@ -116,3 +116,14 @@ def test_encode_dispatch_labels():
   assert out.features['type_ids'][0, 3] == 1
   with pytest.raises(ValueError, match='unknown task kind'):
     encoding.encode(TOK, 'parsing', examples, 8)
+
+
+def test_length_batches_sort_rows_and_cut_to_buckets():
+  lengths = np.array([3, 20, 5, 33, 17, 1, 64, 12])
+  segment_ids = (np.arange(64)[None, :] < lengths[:, None]).astype(np.int32)
+  assert encoding.row_lengths({'segment_ids': segment_ids}).tolist() == lengths.tolist()
+  batches = encoding.length_batches({'segment_ids': segment_ids}, 3, bucket=16)
+  assert [b.tolist() for b, _ in batches] == [[5, 0, 2], [7, 4, 1], [3, 6]]
+  assert [w for _, w in batches] == [16, 32, 64]
+  assert encoding.length_batches({'segment_ids': segment_ids}, 8, bucket=0)[0][1] == 64
+  assert encoding.bucket_width(33, 48, 16) == 48 and encoding.bucket_width(0, 48, 16) == 16

@@ -35,15 +35,19 @@ def test_evaluate_reads_checkpoints_of_a_workdir(tmp_path, monkeypatch):
   monkeypatch.setitem(tasks_lib.TASKS, task.name, task)
 
   config = ml_collections.ConfigDict(dict(
-      checkpoint=str(tmp_path), tasks=[task.name], seeds=2))
+      checkpoint=str(tmp_path), tasks=[task.name], seeds=2, probe_seeds=1))
   summaries = run.evaluate(config, tmp_path)
   assert set(summaries) == {'small', 'large'}
   for arm in ('small', 'large'):
     eval_dir = tmp_path / 'arms' / arm / 'eval'
     names = sorted(p.name for p in (eval_dir / task.name).iterdir())
-    assert names == ['baseline.json', 'random_seed_0.json', 'random_seed_1.json',
-                     'seed_0.json', 'seed_1.json']
+    assert names == ['baseline.json', 'items.json', 'lexical.json', 'probe.json',
+                     'random_probe_seed_0.json', 'random_seed_0.json',
+                     'random_seed_1.json', 'seed_0.json', 'seed_1.json']
     summary = json.loads((eval_dir / 'summary.json').read_text())
     inits = summary['tasks'][task.name]['inits']
     assert inits['pretrained']['test']['accuracy']['n'] == 2
+    assert inits['probe']['test']['accuracy']['n'] == 1
+    assert set(inits) == {'pretrained', 'probe', 'random', 'random_probe', 'lexical',
+                          'baseline'}
     assert summary['checkpoint_step'] == 6

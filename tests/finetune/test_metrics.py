@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import scipy.stats
 import pytest
 
 from lm_data.finetune import metrics
@@ -66,11 +67,16 @@ def test_span_scores_by_hand():
   assert out['span_f1'] == pytest.approx((1 + 0.8 + 0) / 3)
 
 
-def test_mean_std_ci():
+def test_mean_std_ci_is_a_t_interval():
   out = metrics.mean_std_ci([1.0, 2.0, 3.0])
   assert out['mean'] == 2.0 and out['std'] == pytest.approx(1.0) and out['n'] == 3
-  low, high = out['ci95']
-  assert 1.0 <= low <= 2.0 <= high <= 3.0
-  assert metrics.mean_std_ci([1.0, 2.0, 3.0]) == out        # seeded bootstrap
-  assert metrics.mean_std_ci([0.5]) == {'mean': 0.5, 'std': 0.0,
-                                        'ci95': [0.5, 0.5], 'n': 1, 'values': [0.5]}
+  # t(0.975, 2) = 4.302653 (tables); half width = t * std / sqrt(3).
+  half = 4.302653 / np.sqrt(3)
+  assert out['ci95'] == pytest.approx([2 - half, 2 + half], abs=1e-5)
+  values = [0.61, 0.58, 0.66, 0.6]
+  ref = scipy.stats.t.interval(0.95, 3, loc=np.mean(values),
+                               scale=scipy.stats.sem(values))
+  assert metrics.mean_std_ci(values)['ci95'] == pytest.approx(list(ref))
+  assert metrics.mean_std_ci([0.5]) == {'mean': 0.5, 'std': 0.0, 'ci95': None,
+                                        'n': 1, 'values': [0.5]}
+  assert metrics.mean_std_ci([0.5, 0.5])['ci95'] == [0.5, 0.5]

@@ -42,9 +42,14 @@ def test_task_recipe_overrides_and_max_len_cap():
                    load=lambda: None, description='')
   config = _config(overrides={'*': {'epochs': 1, 'max_train_examples': 10},
                               't': {'learning_rate': 0.5}})
-  recipe, max_train, max_eval = run.task_recipe(task, config, 32)
+  recipe, limits = run.task_recipe(task, config, 32)
   assert recipe == base.Recipe(learning_rate=0.5, epochs=1, max_len=32)
-  assert (max_train, max_eval) == (10, run.DEFAULTS['max_eval_examples'])
+  assert limits == run.Limits(10, run.DEFAULTS['max_dev_examples'],
+                              run.DEFAULTS['max_test_examples'],
+                              run.DEFAULTS['min_train_steps'])
+  _, limits = run.task_recipe(task, _config(overrides={'t': {'min_train_steps': 7,
+                                                             'max_test_examples': 5}}), 32)
+  assert (limits.min_steps, limits.test, limits.examples('test_x')) == (7, 5, 5)
   with pytest.raises(ValueError, match="unknown override.*epoch.*known: .*epochs"):
     run.task_recipe(task, _config(overrides={'t': {'epoch': 1}}), 32)
 
@@ -58,7 +63,7 @@ def test_cap_is_deterministic_subsample():
 
 
 def test_run_task_writes_results_controls_and_resumes(tmp_path):
-  """End to end on a synthetic task: files, schema, baseline, resume."""
+  """End to end on a synthetic task: files, schema, controls, items, resume."""
   model_config = fakes.tiny_config()
   recipe = base.Recipe(learning_rate=1e-2, epochs=2, batch_size=32, max_len=16)
   examples = test_trainer._synthetic(600, 0)
@@ -70,30 +75,59 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
   encoder = jax.device_get(tuner.init_params(123)['encoder'])
   pretrained = checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok',
                                      step=7, meta={})
-  config = _config(seeds=1, max_eval_examples=50)
+  config = _config(seeds=1, probe_seeds=2, max_dev_examples=50,
+                   max_test_examples=0, min_train_steps=30)
   task_dir = tmp_path / 'arms' / 'arm0' / 'eval' / task.name
   run.run_task(task, task.load(), pretrained=pretrained,
                tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
                arm='arm0')
   assert sorted(p.name for p in task_dir.iterdir()) == [
-      'baseline.json', 'random_seed_0.json', 'seed_0.json']
+      'baseline.json', 'items.json', 'lexical.json', 'probe.json',
+      'random_probe_seed_0.json', 'random_probe_seed_1.json', 'random_seed_0.json',
+      'seed_0.json']
   result = json.loads((task_dir / 'seed_0.json').read_text())
   for key in ('arm', 'task', 'seed', 'init', 'metrics', 'main_metric',
-              'best_epoch', 'train_examples', 'seconds'):
+              'best_epoch', 'train_examples', 'seconds', 'predictions'):
     assert key in result
   assert (result['arm'], result['init'], result['seed']) == ('arm0', 'pretrained', 0)
   assert set(result['metrics']) == {'dev', 'test', 'test_extra'}
-  assert result['split_sizes']['dev'] == 50 and result['train_examples'] == 400
+  # dev capped, test whole; at least min_train_steps optimizer steps (12/epoch).
+  assert result['split_sizes'] == {'train': 400, 'dev': 50, 'test': 100,
+                                   'test_extra': 20}
+  assert result['train_steps'] == 36 and len(result['dev_history']) <= 3
+  # Per-item predictions line up with items.json and give the stored metric.
+  items = json.loads((task_dir / 'items.json').read_text())
+  gold = np.array(items['splits']['test']['gold'])
+  assert gold.tolist() == [e.label for e in examples[500:]]
+  for name in ('seed_0.json', 'probe.json', 'lexical.json', 'baseline.json',
+               'random_probe_seed_1.json'):
+    r = json.loads((task_dir / name).read_text())
+    preds = np.array(r['predictions']['test'])
+    assert preds.shape == gold.shape, name
+    assert r['metrics']['test']['accuracy'] == pytest.approx(np.mean(preds == gold))
   baseline = json.loads((task_dir / 'baseline.json').read_text())
   assert baseline['init'] == 'baseline' and baseline['seed'] is None
   assert result['metrics']['test']['accuracy'] > baseline['metrics']['test']['accuracy']
+  # The keyword task is linearly solvable from bag of words and from embeddings.
+  lexical = json.loads((task_dir / 'lexical.json').read_text())
+  assert lexical['metrics']['test']['accuracy'] > 0.95
+  probe = json.loads((task_dir / 'probe.json').read_text())
+  assert probe['seed'] is None and probe['layer'] in probe['layers']
+  assert set(probe['layers']) == {'embeddings', 'layer_0'}
+  assert probe['metrics']['test']['accuracy'] > 0.9
 
-  assert run.result_names(config) == ['seed_0.json', 'random_seed_0.json',
-                                      'baseline.json']
+  assert run.result_names(config) == [
+      'seed_0.json', 'probe.json', 'random_seed_0.json', 'random_probe_seed_0.json',
+      'random_probe_seed_1.json', 'lexical.json', 'baseline.json']
   summary = run.summarise(task_dir, run.result_names(config))
-  assert set(summary) == {'pretrained', 'random', 'baseline'}
+  assert set(summary) == {'pretrained', 'probe', 'random', 'random_probe',
+                          'lexical', 'baseline'}
   assert summary['pretrained']['test']['accuracy']['mean'] == pytest.approx(
       result['metrics']['test']['accuracy'])
+  assert summary['random_probe']['files'] == ['random_probe_seed_0.json',
+                                              'random_probe_seed_1.json']
+  assert summary['random_probe']['test']['accuracy']['n'] == 2
+  assert set(summary['probe']['layers']) == {'embeddings', 'layer_0'}
 
   before = {p.name: p.stat().st_mtime_ns for p in task_dir.iterdir()}
   run.run_task(task, task.load(), pretrained=pretrained,
@@ -108,11 +142,28 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
   run.run_task(task, task.load(), pretrained=other,
                tokenizer=fakes.FakeTokenizer(), config=config, task_dir=other_dir,
                arm='arm1')
-  for name in ('random_seed_0.json', 'baseline.json'):
+  for name in ('random_seed_0.json', 'random_probe_seed_0.json', 'lexical.json',
+               'baseline.json'):
     copied = json.loads((other_dir / name).read_text())
     original = json.loads((task_dir / name).read_text())
     assert copied['arm'] == 'arm1'
     assert copied['metrics'] == original['metrics']
     assert copied['seconds'] == original['seconds']
-  fresh = json.loads((other_dir / 'seed_0.json').read_text())
-  assert fresh['checkpoint_step'] == 9 and fresh['key'] != result['key']
+  for name in ('seed_0.json', 'probe.json'):
+    fresh = json.loads((other_dir / name).read_text())
+    assert fresh['checkpoint_step'] == 9
+    assert fresh['key'] != json.loads((task_dir / name).read_text())['key']
+
+
+def test_seeds_per_init_and_inits_per_kind():
+  config = _config(seeds=1, random_seeds=3, probe_seeds=2)
+  assert [run.num_seeds(config, i) for i in ('pretrained', 'random', 'random_probe')] == [1, 3, 2]
+  assert run.num_seeds(_config(seeds=2, random_seeds=0), 'random') == 2
+  assert run.result_names(config) == [
+      'seed_0.json', 'probe.json', 'random_seed_0.json', 'random_seed_1.json',
+      'random_seed_2.json', 'random_probe_seed_0.json', 'random_probe_seed_1.json',
+      'lexical.json', 'baseline.json']
+  assert run.active_inits(_config(controls=False)) == ['pretrained', 'probe']
+  assert run.active_inits(_config(probes=False, probe_seeds=0)) == [
+      'pretrained', 'random', 'lexical', 'baseline']
+  assert run.active_inits(config, 'qa') == ['pretrained', 'random', 'baseline']

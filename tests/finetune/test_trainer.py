@@ -190,3 +190,75 @@ def test_qa_fits_and_scores_on_a_tiny_fixture():
       'qa', train, dev), dev.targets)
   assert set(scores) == {'exact_match', 'span_f1'}
   assert scores['exact_match'] > baseline['exact_match'] + 0.2, (scores, baseline)
+
+
+def test_length_grouped_batches_cover_each_row_once_and_fit_their_width():
+  tok = fakes.FakeTokenizer()
+  texts = [' '.join(['word'] * int(k)) for k in np.random.default_rng(0).integers(1, 30, 200)]
+  data = encoding.encode(tok, 'classification',
+                         [base.Example(text=t, label=0) for t in texts], 48)
+  tuner = trainer.FineTuner('classification', fakes.tiny_config(max_len=48), 2,
+                            base.Recipe(batch_size=16, max_len=48), len(data),
+                            min_steps=40)
+  assert (tuner.steps_per_epoch, tuner.epochs) == (12, 4)   # ceil(40 / 12) epochs
+  assert tuner.num_train_steps == 48
+  lengths = encoding.row_lengths(data.features)
+  for epoch in (1, 2):
+    batches = list(tuner._batches(data, seed=3, epoch=epoch))
+    rows = np.concatenate([index for index, _ in batches])
+    assert len(batches) == 12 and len(set(rows.tolist())) == rows.size == 192
+    for index, width in batches:
+      assert lengths[index].max() <= width <= 48
+      assert width == 48 or width % encoding.LENGTH_BUCKET == 0
+    assert len({w for _, w in batches}) > 1          # short batches are cut
+  first = [i.tolist() for i, _ in tuner._batches(data, seed=3, epoch=1)]
+  assert first == [i.tolist() for i, _ in tuner._batches(data, seed=3, epoch=1)]
+
+
+@pytest.mark.parametrize('kind', ['classification', 'token_classification', 'qa'])
+def test_predict_in_length_batches_equals_a_full_width_forward(kind):
+  rng = np.random.default_rng(1)
+  tok = fakes.FakeTokenizer()
+  config = fakes.tiny_config(max_len=32)
+  n = 300                                   # > EVAL_BATCH_SIZE: two batches
+  words = [list(rng.choice(['aa', 'bbb', 'cccc', 'dd'], int(rng.integers(1, 14))))
+           for _ in range(n)]
+  if kind == 'token_classification':
+    data = encoding.encode_words(tok, words, [[1] * len(w) for w in words], 32)
+  elif kind == 'qa':
+    data = encoding.encode(tok, 'qa', [base.Example(
+        text='q', text_b=' '.join(w), answer_start=0, answer_text=w[0]) for w in words], 32)
+  else:
+    data = encoding.encode(tok, kind, [base.Example(text=' '.join(w), label=0)
+                                       for w in words], 32)
+  tuner = trainer.FineTuner(kind, config, 3, base.Recipe(max_len=32), len(data))
+  params = tuner.init_params(0)
+  model = trainer.make_model(kind, config, 3)
+  full = model.apply({'params': params}, *(data.features[k] for k in trainer.FEATURES),
+                     deterministic=True)
+  expected = trainer.predictions(kind, jax.tree.map(np.asarray, full), data.features)
+  got = tuner.predict(params, data)
+  if kind == 'token_classification':         # padding positions carry no label
+    keep = data.targets['label_weights'] > 0
+    expected, got = expected[keep], got[keep]
+  for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(e, g)
+
+
+def test_early_stopping_waits_for_min_steps():
+  tok = fakes.FakeTokenizer()
+  train = encoding.encode(tok, 'classification',
+                          [base.Example(text='same words here', label=0)] * 64, 16)
+  dev = encoding.encode(tok, 'classification',
+                        [base.Example(text='same words here', label=k % 2)
+                         for k in range(16)], 16)
+  recipe = base.Recipe(learning_rate=1e-3, epochs=5, batch_size=16, max_len=16)
+  # A constant input: dev accuracy never moves, so patience 1 stops at epoch 2
+  # (8 steps) -- unless 12 steps must be done first (epoch 3).
+  for min_steps, expected_steps in ((0, 8), (12, 12)):
+    tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe, 64,
+                              min_steps=min_steps)
+    assert tuner.num_train_steps == 20
+    fit = tuner.fit(tuner.init_params(0), train, dev, seed=0, main_metric='accuracy',
+                    patience=1)
+    assert fit.steps_run == expected_steps, min_steps

@@ -8,6 +8,7 @@ import tarfile
 import threading
 import zipfile
 
+from lm_data import errors
 from lm_data.input_pipeline import fetch
 import pytest
 
@@ -117,6 +118,7 @@ def test_sha256_mismatch_names_package_and_hashes(cache, monkeypatch):
     fetch.fetch(_archive())
   message = str(error.value)
   assert 'toy==1.0' in message and expected in message and actual in message
+  assert isinstance(error.value, errors.UserError)  # One line from the CLI.
   assert _cached_files(cache) == []  # Nothing poisoned, no temp folder left.
 
 
@@ -126,9 +128,9 @@ def test_failed_download_leaves_no_file_and_names_retry(cache, monkeypatch):
                       _writer_command(FILENAME, PAYLOAD[:5], exit_code=1))
   with pytest.raises(fetch.FetchError) as error:
     fetch.fetch(_archive())
-  message = str(error.value)
-  assert 'pypi package toy==1.0' in message
-  assert 'Retry by hand with' in message and sys.executable in message
+  first_line = str(error.value).splitlines()[0]  # All the CLI prints.
+  assert 'pypi package toy==1.0' in first_line
+  assert 'Retry by hand with' in first_line and sys.executable in first_line
   assert _cached_files(cache) == []
 
 
@@ -155,6 +157,20 @@ def test_corrupt_cached_copy_is_reported(cache, monkeypatch):
   path.write_bytes(b'bit rot')
   with pytest.raises(fetch.FetchError, match='sha256 mismatch'):
     fetch.fetch(_archive())
+
+
+def test_verify_cache_rechecks_every_cached_archive(cache, monkeypatch):
+  monkeypatch.setattr(fetch, 'download_command',
+                      _writer_command(FILENAME, PAYLOAD))
+  good = fetch.fetch(_archive())
+  fetch.Archive('debian', 'fortunes', '', 'fortunes.deb', None)
+  (good.parent / 'fortunes.deb').write_bytes(b'deb')
+  (good.parent / 'stray.whl').write_bytes(b'?')
+  assert [(e.path.name, e.status) for e in fetch.verify_cache()] == [
+      ('fortunes.deb', 'unpinned'), ('stray.whl', 'unknown'), (FILENAME, 'ok')]
+  good.write_bytes(b'bit rot')
+  bad = {e.path.name: e for e in fetch.verify_cache()}[FILENAME]
+  assert bad.status == 'mismatch' and f'rm {good}' in bad.detail
 
 
 # ---------------------------------------------------------------- members ---

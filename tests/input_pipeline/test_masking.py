@@ -193,3 +193,12 @@ def test_too_many_predictions_for_row_length():
   cfg = masking.MaskConfig(vocab_size=VOCAB, max_predictions=9)
   with pytest.raises(ValueError, match='exceeds seq_len'):
     _mask(tokens, segment_ids, cfg)
+
+
+@pytest.mark.parametrize('bad_id', [VOCAB, VOCAB + 5, -1])
+def test_ids_outside_the_vocabulary_are_rejected(bad_id):
+  tokens, segment_ids = _rows(num_rows=4, seq_len=16)
+  tokens[2, 3] = bad_id
+  cfg = masking.MaskConfig(vocab_size=VOCAB)
+  with pytest.raises(ValueError, match=rf'must be in \[0, {VOCAB}\).*another vocabulary'):
+    _mask(tokens, segment_ids, cfg)

@@ -2,7 +2,10 @@
 
 import bz2
 import collections
+import csv
 import gzip
+import random
+import time
 
 from lm_data.input_pipeline import parsers
 import pytest
@@ -60,6 +63,49 @@ def test_split_text_keeps_every_word_and_bounds_parts():
   parts = parsers.split_text(text, 100)
   assert all(0 < len(p) <= 100 for p in parts)
   assert ' '.join(parts).split() == words
+
+
+def _split_text_reference(text, max_chars):
+  """The former, quadratic split_text (it re-sliced the rest): the spec."""
+  parts = []
+  while len(text) > max_chars:
+    end, rest = parsers._cut(text[:max_chars + 1], max_chars)
+    part = text[:end].strip()
+    if part:
+      parts.append(part)
+    text = text[rest:].lstrip()
+  if text.strip():
+    parts.append(text)
+  return parts
+
+
+def test_split_text_cuts_as_the_reference_does():
+  rng = random.Random(0)
+  pieces = ['ab', 'word', ' ', '  ', '\n', '\n\n', '\t', '\u3000', 'x' * 30]
+  for _ in range(300):
+    text = ''.join(rng.choice(pieces) for _ in range(rng.randrange(0, 60)))
+    for max_chars in (1, 5, 17, 40):
+      assert parsers.split_text(text, max_chars) == _split_text_reference(
+          text, max_chars), (text, max_chars)
+
+
+# 80 MB took 295 s when every cut copied the rest of the text.
+LINEAR_CHARS = 80_000_000
+LINEAR_LIMIT_S = 5.0
+
+
+@pytest.mark.parametrize('unit', ['Some prose, of a kind. ' * 40 + '\n\n',
+                                  'x'])  # Paragraphs; no boundary at all.
+def test_split_text_is_linear_in_the_text_length(unit):
+  text = unit * (LINEAR_CHARS // len(unit))
+  start = time.perf_counter()
+  parts = parsers.split_text(text, 20_000)
+  seconds = time.perf_counter() - start
+  assert seconds < LINEAR_LIMIT_S, f'{len(text):,} characters took {seconds:.1f}s'
+  assert all(len(p) <= 20_000 for p in parts)
+  def visible(t):
+    return len(t) - t.count(' ') - t.count('\n')
+  assert sum(map(visible, parts)) == visible(text)  # Only whitespace is cut.
 
 
 # ---------------------------------------------------------- plain markups ---
@@ -186,6 +232,11 @@ def test_parse_lines_counts_blank_lines():
   assert stats == {'skipped_empty': 1}
 
 
+def test_parse_lines_counts_an_empty_member():
+  assert _parse(parsers.parse_lines, 'x/empty.cor', b'') == (
+      [], {'skipped_empty': 1})
+
+
 def test_parse_web_bible_groups_chapters():
   rows = ('field,field,field,field,field\n'
           '"01001001","1","1","1","In the beginning God{a ""note""} created."\n'
@@ -228,6 +279,13 @@ def test_parse_dialog_csv_groups_pairs():
   assert stats == {'skipped_malformed_row': 1}
 
 
+def test_csv_field_over_the_limit_is_a_member_error():
+  # sources.load_source skips and counts such a member (test_sources.py).
+  data = b'statement,reply\n"' + b'a' * (csv.field_size_limit() + 1) + b'",b\n'
+  with pytest.raises(csv.Error, match='field larger than field limit'):
+    _parse(parsers.parse_dialog_csv, 'm.csv', data)
+
+
 def test_parse_tweets_csv_reads_mojibake_as_latin1():
   data = (b'sentiment,confidence,text\r\nnegative,0.7,cars_\xd1_ no\r\n'
           b'positive,1,"yes,  great"\r\n')
@@ -247,6 +305,8 @@ def test_parse_fortunes_splits_items_and_strips_overstrike():
                        data, fortunes_per_doc=2)
   assert docs == [('art:0-1', 'Bold move.\n\nTwo\n  lines.'),
                   ('art:2-2', 'under')]
-  assert not stats
+  assert stats == {'skipped_empty': 1}  # The item between '%\n\n%'; the final '%' ends one.
+  assert _parse(parsers.parse_fortunes, 'fortunes/none', b'') == (
+      [], {'skipped_empty': 1})
   docs, stats = _parse(parsers.parse_fortunes, 'fortunes/art.dat', b'\x00\x02')
   assert docs == [] and stats == {'skipped_index_file': 1}

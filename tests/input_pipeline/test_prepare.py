@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lm_data.input_pipeline import corpus
+from lm_data.input_pipeline import decontaminate as decontaminate_lib
 from lm_data.input_pipeline import prepare as prepare_lib
 from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
@@ -149,6 +150,51 @@ def test_degrade_and_decontaminate_are_recorded(tokenizer):
   assert other.path != prepared.path
 
 
+def test_decontamination_stats_by_task_and_domain(tokenizer):
+  train = corpus.load_split(D1)
+  leaked = train[3].text
+  # 20 words of another document and 20 new ones: a partial overlap (8 of
+  # its 28 13-grams), kept.
+  partial = train[5].text.split()[:20] + [f'zz{i}' for i in range(20)]
+  recipe = {'domains': [D1, D2], 'decontaminate': True}
+  prepared = prepare_lib.prepare(
+      recipe, tokenizer, seq_len=SEQ_LEN,
+      eval_texts={'leaky': [leaked, ' '.join(partial)],
+                  'clean': ['nothing of this is in the corpus at all, '
+                            'not one word of it anywhere']})
+  [step] = prepared.stats['steps']
+  details = step['details']
+  copies = sum(d.text == leaked for d in train)
+  assert step['removed'] == {D1: copies, D2: 0}
+  assert details['by_domain'][D1]['removed'] == copies
+  assert details['by_domain'][D2] == {
+      'input': len(corpus.load_split(D2)), 'removed': 0, 'rate': 0.0}
+  assert details['by_task']['leaky']['found'] == 1
+  assert details['by_task']['leaky']['documents_by_domain'] == {D1: copies}
+  assert details['by_task']['clean']['found'] == 0
+  assert details['coverage_threshold'] == prepare_lib.Recipe.from_config(
+      recipe).decontaminate_coverage
+
+
+def test_cache_key_covers_eval_texts_by_task_and_the_policy(monkeypatch):
+  def key(texts, **fields):
+    recipe = prepare_lib.Recipe.from_config({'domains': [D1], **fields})
+    return prepare_lib.cache_key(recipe, 'sha', seq_len=SEQ_LEN,
+                                 held_out_domains=[D1], eval_texts=texts)
+
+  on = {'decontaminate': True}
+  base = key({'a': ['x y'], 'b': ['z']}, **on)
+  assert key({'b': ['z'], 'a': ['x y']}, **on) == base
+  assert key({'a': ['x y', 'z']}, **on) != base
+  assert key({'a': ['x y'], 'b': ['w']}, **on) != base
+  assert key({'a': ['x y'], 'b': ['z']}, decontaminate_coverage=0.9,
+             **on) != base
+  monkeypatch.setattr(decontaminate_lib, 'RULE_VERSION', -1)
+  assert key({'a': ['x y'], 'b': ['z']}, **on) != base
+  # Without decontamination the evaluation texts do not matter.
+  assert key({'a': ['x y']}) == key({})
+
+
 def test_held_out_domains_can_extend_the_recipe(tokenizer):
   prepared = prepare_lib.prepare({'domains': [D1], 'token_budget': 100},
                                  tokenizer, seq_len=SEQ_LEN,
@@ -166,6 +212,8 @@ def test_held_out_domains_can_extend_the_recipe(tokenizer):
     ({'domains': [D1], 'token_budget': 0}, 'token_budget must be a positive'),
     ({'domains': [D1], 'budget': 10}, r"unknown recipe field\(s\) \['budget'\]"),
     ({'domains': [D1], 'degrade': {'typos': 0.1}}, "unknown degradation 'typos'"),
+    ({'domains': [D1], 'decontaminate_coverage': 1.5},
+     r'decontaminate_coverage must be in \(0, 1\]'),
 ])
 def test_bad_recipes_fail_before_any_work(tokenizer, recipe, message,
                                           monkeypatch):

@@ -104,6 +104,24 @@ def test_unreadable_member_is_counted_not_fatal(toy_registry):
   assert stats == {'members_read': 1, 'skipped_unparseable': 1}
 
 
+def test_csv_field_over_the_limit_skips_only_its_member(tmp_path, monkeypatch):
+  path = tmp_path / 'dialog-1.0-py3-none-any.whl'
+  giant = b'a' * 200_000  # Over csv.field_size_limit() (131,072).
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('d/1.csv', b'statement,reply\nhi,hello\n')
+    archive.writestr('d/2.csv', b'statement,reply\nfirst,ok\n"' + giant + b'",b\n')
+    archive.writestr('d/3.csv', b'statement,reply\nbye,see you\n')
+  monkeypatch.setattr(fetch, 'fetch', lambda archive: path)
+  dialog = fetch.Archive('pypi', 'dialog', '1.0', path.name, 'a' * 64)
+  monkeypatch.setattr(sources, 'SOURCES', {'dialog': sources.Source(
+      'dialog', 'conversational', dialog, ('d/*.csv',), parsers.parse_dialog_csv,
+      'MIT')})
+  documents, stats = sources.load_source('dialog')
+  # The bad member goes whole (its good first row too); its neighbours stay.
+  assert [d.text for d in documents] == ['hi\nhello', 'bye\nsee you']
+  assert stats == {'members_read': 3, 'skipped_unparseable': 1}
+
+
 def test_patterns_matching_nothing_are_an_error(toy_registry):
   del toy_registry
   with pytest.raises(ValueError, match=r"no member of .* matches \('nowhere"):

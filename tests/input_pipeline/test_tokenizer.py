@@ -56,6 +56,19 @@ def test_round_trip_and_batch_encode(trained):
     assert all(0 < i < VOCAB_SIZE for i in ids)
 
 
+def test_surrogates_are_encoded_as_valid_unicode(trained):
+  tok = tokenizer_lib.Tokenizer.load(trained)
+  # Lone surrogates become U+FFFD (a raw pybind RuntimeError before); a split
+  # pair becomes its character.
+  assert tok.encode('kalo \ud800mi\udc80') == tok.encode('kalo \ufffdmi\ufffd')
+  assert tok.encode('mi \ud83d\ude00') == tok.encode('mi \U0001f600')
+  assert tok.encode_batch(['ten', 'ra\udfff']) == [tok.encode('ten'),
+                                                  tok.encode('ra\ufffd')]
+  assert list(tokenizer_lib._lines(['a\ud800b\nc'])) == ['a\ufffdb', 'c']
+  with pytest.raises(TypeError):  # Other errors are not swallowed.
+    tok.encode_batch(['ok', 3])
+
+
 def test_sample_stats_are_written(trained):
   stats = json.loads((trained.parent / 'sample_stats.json').read_text())
   assert stats['model_sha256'] == hashlib.sha256(

@@ -150,7 +150,9 @@ def test_make_config_overrides_and_errors():
     ('activation', 'swish', 'unknown activation'),
     ('attention', 'flash', 'unknown attention'),
     ('num_heads', 3, 'not divisible'),
-    ('dtype', 'float16', 'unsupported compute dtype')])
+    ('dtype', 'float16', 'unsupported compute dtype'),
+    ('position_init', 'rope', 'unknown position_init'),
+    ('norm_position', 'sandwich', 'unknown norm_position')])
 def test_config_rejects_bad_values(field, value, match):
   with pytest.raises(ValueError, match=match):
     dataclasses.replace(_CONFIG, **{field: value})
@@ -189,6 +191,23 @@ def test_init_follows_bert():
         assert 0.015 < x.std() < 0.025, name
 
 
+def test_sinusoidal_position_init_matches_numpy_and_depends_on_offset():
+  cfg = dataclasses.replace(_CONFIG, position_init='sinusoidal')
+  params = _init_fn(bert.BertForMLM, cfg)(jax.random.key(0), *_batch())
+  table = np.asarray(params['params']['encoder']['position_embed']['embedding'], np.float64)
+  length, dim = table.shape
+  pos = np.arange(length)[:, None]
+  freq = 10_000.0 ** (-np.arange(0, dim, 2) / dim)
+  ref = np.empty((length, dim))
+  ref[:, 0::2], ref[:, 1::2] = np.sin(pos * freq), np.cos(pos * freq)
+  np.testing.assert_allclose(table, ref * cfg.initializer_range * math.sqrt(2), atol=1e-6)
+  # sin^2 + cos^2 = 1 per pair: the root-mean-square is exactly the init scale.
+  assert np.sqrt((table**2).mean()) == pytest.approx(cfg.initializer_range, rel=1e-5)
+  gram = table @ table.T  # sin a sin b + cos a cos b = cos(a - b): offset only
+  np.testing.assert_allclose(np.diag(gram, 1)[:20], gram[0, 1], rtol=1e-4)
+  np.testing.assert_allclose(np.diag(gram, 3)[:20], gram[0, 3], rtol=1e-4)
+
+
 @pytest.mark.parametrize('activation', ['gelu', 'gelu_exact', 'relu'])
 def test_encoder_layer_matches_numpy(activation):
   cfg = dataclasses.replace(_CONFIG, activation=activation)
@@ -201,6 +220,29 @@ def test_encoder_layer_matches_numpy(activation):
   want = _np_encoder_layer(h.astype(np.float64), seg,
                            jax.tree.map(np.asarray, params['params']), cfg)
   np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+def test_pre_ln_layer_matches_numpy():
+  cfg = dataclasses.replace(_CONFIG, norm_position='pre')
+  rng = np.random.default_rng(2)
+  h = rng.normal(size=(_BATCH, _SEQ, cfg.hidden_size)).astype(np.float32)
+  seg = _batch()[3]
+  params = _init(bert.EncoderLayer(cfg), (h, seg, None))
+  got = _apply(bert.EncoderLayer(cfg), params, (h, seg, None))
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params['params'])
+  x = h.astype(np.float64)
+  batch, seq, hidden = x.shape
+  a = _np_layer_norm(x, p['attention_ln'], cfg.layer_norm_eps)
+  q, k, v = (np.einsum('bsh,hnd->bsnd', a, p['attention'][n]['kernel'])
+             + p['attention'][n]['bias'] for n in ('query', 'key', 'value'))
+  ctx = _np_attention(q, k, v, seg).reshape(batch, seq, hidden)
+  x = x + ctx @ p['attention']['out']['kernel'].reshape(hidden, hidden) + p['attention']['out']['bias']
+  m = _np_layer_norm(x, p['output_ln'], cfg.layer_norm_eps)
+  want = x + _np_dense(_np_act(cfg.activation, _np_dense(m, p['mlp_in'])), p['mlp_out'])
+  np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+  # The encoder normalises once more after its last pre-LN layer.
+  enc = _init(bert.BertEncoder(cfg), _batch()[:4])
+  assert 'final_ln' in enc['params']
 
 
 def test_relu_differs_from_gelu():

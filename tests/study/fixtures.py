@@ -63,3 +63,57 @@ def controls():
   return {'random_init': {'trec': task_result([0.3, 0.31, 0.29]),
                           'licences': task_result([0.2, 0.22, 0.21], metric='macro_f1')},
           'baseline': {'trec': {'main_metric': 'accuracy', 'mean': 0.45}}}
+
+
+def add_learning(arms, mask_loss, unigram, accuracy, freq_copy_accuracy):
+  """Held-out metrics at [MASK]/other positions and count-model references
+  in the format of study.run's arm records."""
+  for arm, loss, acc in zip(arms, mask_loss, accuracy):
+    all_ = arm['heldout']['all']
+    all_.update(loss_mask=loss, accuracy_mask=acc - 0.02, predictions_mask=1600,
+                loss_other=loss - 3.0, accuracy_other=acc + 0.1, predictions_other=400,
+                accuracy=acc)
+    refs = {'unigram_loss': unigram, 'freq_copy_loss': unigram, 'bigram_loss': 4.9,
+            'freq_copy_accuracy': 0.04, 'majority_accuracy': 0.043,
+            'bigram_accuracy': 0.2, 'predictions': 1600}
+    other = dict(refs, freq_copy_loss=2.7, freq_copy_accuracy=0.5, bigram_loss=2.0)
+    total = dict(refs, freq_copy_loss=6.288, freq_copy_accuracy=freq_copy_accuracy)
+    arm['mlm_baselines'] = {'all': {'mask': refs, 'other': other, 'all': total}}
+  return arms
+
+
+def paired_items(arms, n=400):
+  """Per-item test predictions for analysis.analyze: 'trec' (accuracy) where
+  pretrained probes reach 0.5 + 0.1 * k and random ones 0.5, 'flat' (MCC)
+  where every evaluation is the same 70%-correct predictor with noise."""
+  from lm_data.study import analysis, paired
+  rng = np.random.default_rng(5)
+  gold = {'trec': rng.integers(0, 6, n), 'flat': rng.integers(0, 2, n)}
+
+  def predictor(task, p, size=1):
+    g = gold[task]
+    k = 6 if task == 'trec' else 2
+    return [np.where(rng.random(n) < p, g, (g + 1 + rng.integers(0, k - 1, n)) % k)
+            for _ in range(size)]
+
+  items = {t: {'items': paired.TaskItems('accuracy' if t == 'trec' else 'mcc', g),
+               'evals': {}} for t, g in gold.items()}
+  for k, arm in enumerate(arms):
+    name = arm['arm']
+    items['trec']['evals'][(name, 'probe')] = {
+        'seeds': predictor('trec', 0.5 + 0.1 * k), 'deterministic': True}
+    items['trec']['evals'][(name, 'finetune')] = {
+        'seeds': predictor('trec', 0.5 + 0.1 * k, 3), 'deterministic': False}
+    for ev, size in (('probe', 1), ('finetune', 3)):
+      items['flat']['evals'][(name, ev)] = {'seeds': predictor('flat', 0.7, size),
+                                            'deterministic': ev == 'probe'}
+  controls = analysis.CONTROLS
+  for t in gold:
+    p = 0.5 if t == 'trec' else 0.7
+    items[t]['evals'][(controls, 'random_init_probe')] = {
+        'seeds': predictor(t, p, 3), 'deterministic': False}
+    items[t]['evals'][(controls, 'random_init')] = {
+        'seeds': predictor(t, p, 3), 'deterministic': False}
+    items[t]['evals'][(controls, 'lexical')] = {
+        'seeds': predictor(t, 0.75), 'deterministic': True}
+  return items

@@ -43,11 +43,20 @@ def test_loss_scaling_bootstrap_covers_truth_and_falls():
   assert np.all(np.array(band['low']) <= np.array(band['high']))
 
 
-def test_loss_scaling_too_few_and_exact():
+def test_loss_scaling_needs_two_residual_degrees_of_freedom():
   too_few = analysis.loss_scaling([1e5, 1e6, 1e6], [3, 2, 2])
   assert too_few['status'] == 'too few arms to fit'
-  exact = analysis.loss_scaling([1e5, 1e6, 1e7], [3.0, 2.5, 2.2])
-  assert exact['status'] == 'fitted' and exact['ci95'] is None
+  # 4 arms, 3 parameters: 1 residual df, not enough; the trend is reported.
+  tokens = [1e5, 1e6, 1e7, 1e8]
+  four = analysis.loss_scaling(tokens, [3.0, 2.5, 2.2, 2.05])
+  assert four['status'] == 'too few arms to fit' and 'fit' not in four
+  assert '1 residual degree(s) of freedom' in four['note']
+  slope, intercept = np.polyfit(np.log10(tokens), [3.0, 2.5, 2.2, 2.05], 1)
+  assert four['trend']['estimate'] == pytest.approx(slope)
+  assert four['trend']['df'] == 2 and four['significant_decrease']
+  five = analysis.loss_scaling(np.geomspace(1e5, 1e7, 5), [3.0, 2.6, 2.4, 2.3, 2.25],
+                               samples=50)
+  assert five['status'] == 'fitted' and five['ci95'] is not None
 
 
 def test_regression_slope_matches_polyfit():
@@ -61,6 +70,8 @@ def test_regression_slope_matches_polyfit():
   se = np.sqrt(residuals @ residuals / 3 / ((x - 3) @ (x - 3)))
   assert effect['ci95'] == pytest.approx([slope - 3.1824 * se, slope + 3.1824 * se],
                                          rel=1e-4)
+  # MDE at alpha 0.05 two-sided, power 0.8: (t(0.975, 3) + t(0.8, 3)) * se.
+  assert effect['mde'] == pytest.approx((3.1824 + 0.97847) * se, rel=1e-4)
 
 
 def test_slope_interval_coverage_and_power():
@@ -101,6 +112,23 @@ def test_correlations_by_hand(x, y, pearson, spearman):
   assert analysis.pearson(x, y) == pytest.approx(pearson)
 
 
+def test_fisher_interval_by_hand():
+  # r = 0.5, n = 10: z = atanh(0.5) = 0.549306, half = 1.959964 / sqrt(7).
+  low, high = analysis.fisher_interval(0.5, 10)
+  assert (low, high) == pytest.approx((np.tanh(0.549306 - 0.740802),
+                                       np.tanh(0.549306 + 0.740802)), abs=1e-5)
+  assert analysis.fisher_interval(0.5, 3) is None
+  result = analysis.correlation([1, 2, 3, 4], [2, 1, 4, 3])
+  assert result['status'].startswith('too few arms (4 < 5)')
+
+
+def test_seed_interval_is_student_t():
+  stats = analysis.seed_interval([0.5, 0.6, 0.7])
+  half = 4.302653 * 0.1 / np.sqrt(3)
+  assert stats['ci95'] == pytest.approx([0.6 - half, 0.6 + half], abs=1e-6)
+  assert analysis.seed_interval([0.5])['ci95'] is None
+
+
 def test_correlation_constant_and_few():
   assert analysis.pearson([1, 2, 3], [5, 5, 5]) is None
   assert analysis.correlation([1, 2], [3, 4])['status'].startswith('too few arms')
@@ -117,7 +145,8 @@ def test_size_sensitivity_and_ranking():
   assert trec['ci95'][0] < 0.05 < trec['ci95'][1] and trec['improves']
   assert flat['ci95'][0] < 0 < flat['ci95'][1] and flat['improves'] is None
   assert [r['task'] for r in result['ranking']] == ['trec', 'flat']
-  assert result['loss_scaling']['fit']['beta'] == pytest.approx(0.3, abs=0.1)
+  assert result['loss_scaling']['status'] == 'too few arms to fit'
+  assert result['loss_scaling']['trend']['estimate'] < 0
 
 
 def test_domain_sensitivity():
@@ -198,3 +227,53 @@ def test_verdicts():
   assert analysis._verdict([None, None]).startswith('inconclusive')
   assert analysis._verdict([None], expect_change=False) == 'agrees'
   assert analysis._verdict([False, None], expect_change=False) == 'contradicts'
+
+
+def test_learning_check_and_held_back_arms():
+  arms = fixtures.size_arms()
+  fixtures.add_learning(arms, mask_loss=[6.8, 6.1, 5.9, 5.7], unigram=6.875,
+                        accuracy=[0.10, 0.16, 0.17, 0.18], freq_copy_accuracy=0.132)
+  check = analysis.learning_check(arms[0])
+  assert not check['learned']
+  assert check['margin_below_unigram_mask'] == pytest.approx(0.075)
+  assert 'only 0.08 nats below the unigram' in check['reasons'][0]
+  assert 'not above the frequency+copy baseline 0.132' in check['reasons'][1]
+  assert analysis.learning_check(arms[3])['learned']
+  # Margin 0.775 is enough; accuracy 0.16 > 0.132.
+  assert analysis.learning_check(arms[1])['learned']
+  result = analysis.analyze(arms)
+  assert result['held_back_arms'] == ['size_0']
+  assert result['learning']['margin_nats'] == analysis.LEARN_MARGIN_NATS
+  # Slopes use the learned arms only (3 sizes x 3 seeds = 9 points).
+  assert result['size_sensitivity']['trec']['n'] == 9
+  # Held-out loss scaling still uses every arm.
+  assert result['loss_scaling']['trend']['n'] == 4
+  old = fixtures.size_arms()                 # records without the new keys
+  assert analysis.learning_check(old[0]) is None
+  assert analysis.analyze(old)['held_back_arms'] == []
+
+
+def test_pretrained_vs_random_and_arm_pairs_on_items():
+  arms = fixtures.size_arms()
+  items = fixtures.paired_items(arms)
+  result = analysis.analyze(arms, items)
+  vs = result['pretrained_vs_random']['size_3']
+  # 'trec': pretrained probe 0.8 vs random probe ~0.5 on 400 items: clear win;
+  # 'flat': no difference by either evaluation.
+  assert vs['probe']['trec']['ci95'][0] > 0 and vs['probe']['trec']['significant_holm']
+  assert vs['probe']['flat']['significant'] is False
+  assert vs['probe']['flat']['mde'] > 0
+  assert vs['beats_random_init']['count'] == 1 and vs['beats_random_init']['of'] == 2
+  assert vs['beats_random_init']['tasks'] == ['trec']
+  assert vs['lexical']['trec'] == pytest.approx(0.75, abs=0.06)
+  # Fine-tuning side: 3 seeds each, seed variance in the SE.
+  ft = vs['finetune']['trec']
+  assert ft['seeds'] == [3, 3] and ft['se'] > ft['item_se']
+  pairs = result['arm_pairs']
+  assert pairs['reference'] == 'size_3'
+  assert set(pairs['pairs']) == {'size_0 - size_1', 'size_0 - size_2', 'size_0 - size_3',
+                                 'size_1 - size_2', 'size_1 - size_3', 'size_2 - size_3'}
+  family = pairs['pairs']['size_0 - size_3']['probe']
+  assert set(family) == {'flat', 'trec'}
+  assert all(e['family_size'] == 2 and 'p_holm' in e for e in family.values())
+  assert family['trec']['estimate'] < 0           # less data, lower probe accuracy

@@ -1,6 +1,8 @@
 """main.py on the smoke config, on real (cached) data: report files, and a kill -9
-mid-pretraining followed by a re-run gives the same results.json numbers."""
+mid-pretraining followed by a re-run gives a byte-identical results.json; so
+does one more re-run, which loads every finished arm from disk."""
 
+import difflib
 import json
 import os
 import pathlib
@@ -35,6 +37,13 @@ def _numbers(workdir: pathlib.Path) -> dict:
                        'unique_tokens': arm['unique_tokens']} for arm in results['arms']}
 
 
+def _assert_same_bytes(a: pathlib.Path, b: pathlib.Path) -> None:
+  if a.read_bytes() != b.read_bytes():
+    diff = difflib.unified_diff(a.read_text().splitlines(), b.read_text().splitlines(),
+                                str(a), str(b), n=2, lineterm='')
+    raise AssertionError('\n'.join(list(diff)[:60]))
+
+
 def test_smoke_study_writes_report_and_survives_kill(tmp_path):
   straight = tmp_path / 'straight'
   _finish(_main(straight))
@@ -56,3 +65,7 @@ def test_smoke_study_writes_report_and_survives_kill(tmp_path):
   assert not (killed / 'arms' / 'size_1-64' / 'arm_result.json').exists()
   _finish(_main(killed))
   assert _numbers(killed) == _numbers(straight)
+  results = pathlib.Path('report') / 'results.json'
+  _assert_same_bytes(straight / results, killed / results)
+  _finish(_main(killed))  # every arm finished: all records come from arm_result.json
+  _assert_same_bytes(straight / results, killed / results)

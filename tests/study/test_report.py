@@ -9,6 +9,7 @@ import pytest
 from lm_data.study import report
 from tests.study import fixtures
 from tests.study import test_analysis
+from lm_data.study import analysis
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -40,10 +41,12 @@ def test_size_ablation_report(tmp_path):
       results['arms'][3]['tasks']['trec']['mean'] - 0.3)
   assert '| arm | domains | unique tokens |' in md
   assert '| size_3 | legal, literature | 4M | 4M | 1.000 |' in md
-  assert '| *random init* | 0.300 ± 0.010 [0.290, 0.310] | – |' in md
-  assert '| *baseline* | 0.450 | – |' in md
-  assert 'Fit L(D) = E + B·D^-β over 4 arms' in md
-  assert '- trec improves with data: slope +0.050 accuracy/decade [' in md
+  # t interval over 3 seeds: 0.3 ± 4.303 * 0.01 / sqrt(3) = [0.275, 0.325].
+  assert '| *random init (fine-tuned)* | – | 0.300 ± 0.010 [0.275, 0.325] |' in md
+  assert '| *majority / mean* | – | 0.450 |' in md
+  assert 'Power law L(D) = E + B·D^-β: not reported — too few arms to fit' in md
+  assert 'Held-out loss falls significantly with data: -' in md
+  assert '- trec improves with data: slope +0.05' in md
   assert '- flat: no significant effect (slope' in md
   assert '![held-out loss vs unique tokens](loss_vs_tokens.png)' in md
   assert '### Tasks ranked by data need' in md
@@ -96,6 +99,10 @@ def test_claim_wording():
   null = {'estimate': 0.01, 'ci95': [-0.02, 0.04], 'significant': False, 'improves': None}
   assert report.claim('trec', null, 'slope', 'improves with data', 'worsens') == (
       'trec: no significant effect (slope +0.010 [-0.020, +0.040])')
+  powered = dict(null, mde=0.031)
+  assert report.claim('trec', powered, 'slope', 'improves', 'worsens', ' acc') == (
+      'trec: no significant effect (slope +0.010 acc [-0.020, +0.040]; could detect '
+      '±0.031 acc (MDE))')
   strong = {'estimate': 0.05, 'ci95': [0.02, 0.08], 'significant': True, 'improves': True}
   assert report.claim('trec', strong, 'slope', 'improves with data', 'worsens',
                       ' accuracy/decade') == (
@@ -114,3 +121,73 @@ def test_bad_arms_fail_clearly(tmp_path):
   arms[2]['arm'] = 'size_0'
   with pytest.raises(ValueError, match="'size_0' appears twice"):
     report.write_report(tmp_path, {'name': 'x'}, arms, {})
+
+
+def _write_eval_files(workdir, arms, controls, items):
+  """Result files with per-item predictions, as finetune.run writes them, and
+  the `files` entries study.run puts in the records."""
+  record_key = {'finetune': 'tasks', 'probe': 'probes'}
+  init_name = {'finetune': 'seed', 'probe': 'probe', 'random_init': 'random_seed',
+               'random_init_probe': 'random_probe_seed', 'lexical': 'lexical'}
+  for task, entry in items.items():
+    task_items = entry['items']
+    for arm in arms:
+      task_dir = workdir / 'arms' / arm['arm'] / 'eval' / task
+      task_dir.mkdir(parents=True, exist_ok=True)
+      (task_dir / 'items.json').write_text(json.dumps({
+          'main_metric': task_items.metric,
+          'splits': {'test': {'gold': task_items.gold.tolist(), 'groups': None}}}))
+    for (owner, ev), v in entry['evals'].items():
+      name = arms[0]['arm'] if owner == analysis.CONTROLS else owner
+      task_dir = workdir / 'arms' / name / 'eval' / task
+      files = []
+      for k, preds in enumerate(v['seeds']):
+        fname = (f'{init_name[ev]}.json' if v['deterministic']
+                 else f'{init_name[ev]}_{k}.json')
+        (task_dir / fname).write_text(json.dumps({'predictions': {'test': preds.tolist()}}))
+        files.append(fname)
+      if owner == analysis.CONTROLS:
+        target = controls.setdefault(ev, {})
+        target.setdefault(task, {'main_metric': task_items.metric, 'mean': 0.5,
+                                 'scores': [0.5]})['files'] = files
+      else:
+        arm = next(a for a in arms if a['arm'] == owner)
+        arm.setdefault(record_key[ev], {}).setdefault(
+            task, {'main_metric': task_items.metric, 'mean': 0.5, 'scores': [0.5]})['files'] = files
+
+
+def vs_0_count(analysis_):
+  return analysis_['pretrained_vs_random']['size_0']['beats_random_init']['count']
+
+
+def test_report_learning_probes_pretrained_vs_random_and_pairs(tmp_path):
+  arms = fixtures.add_learning(fixtures.size_arms(), [6.8, 6.1, 5.9, 5.7], 6.875,
+                               [0.10, 0.16, 0.17, 0.18], 0.132)
+  controls = fixtures.controls()
+  _write_eval_files(tmp_path, arms, controls, fixtures.paired_items(arms))
+  results = report.write_report(tmp_path, {'name': 'size_ablation'}, arms, controls)
+  md = _check_outputs(tmp_path, results, {'loss_vs_tokens', 'task_vs_tokens', 'learning'})
+  assert '## Did the encoder learn?' in md
+  assert '| size_0 | 6.800 | 6.875 | +0.075 |' in md and '**no** †' in md
+  assert '- size_0 has not learned clearly beyond the baselines' in md
+  assert '| size_0 † | legal, literature |' in md
+  analysis_ = results['analysis']
+  assert analysis_['held_back_arms'] == ['size_0']
+  vs = analysis_['pretrained_vs_random']['size_3']
+  assert vs['beats_random_init']['count'] == 1 and vs['beats_random_init']['of'] == 2
+  assert ('**The pretrained encoder beats the random-init control on 1 of 2 tasks**'
+          in md)
+  assert '### size_0 † (not learned: no verdict)' in md
+  summary = analysis_['beats_random_init']
+  assert (summary['reference_arm'], summary['count'], summary['of']) == ('size_3', 1, 2)
+  assert summary['by_arm']['size_0'] == {'count': vs_0_count(analysis_), 'of': 2}
+  assert 'Reference arm size_3: pretrained beats random init on **1 of 2** tasks' in md
+  assert '## Arms compared on the same test items' in md
+  assert 'MDE' in md and '(n.s.; MDE ' in md
+  assert 'reference arm size_3' in md
+  # The per-item predictions stay out of results.json.
+  text = (tmp_path / 'report' / 'results.json').read_text()
+  assert '"gold"' not in text and len(text) < 400_000
+  pairs = analysis_['arm_pairs']['pairs']
+  assert pairs['size_0 - size_3']['probe']['trec']['p_holm'] is not None
+  assert list(analysis_['pretrained_vs_random']) == ['size_0', 'size_1', 'size_2', 'size_3']

@@ -1,8 +1,12 @@
 """Bad ablation configs fail before any work, with a message saying what to change."""
 
+import jax
 import pytest
 
 from configs import domain_ablation, quality_ablation, size_ablation
+from configs import finetune as finetune_config
+from lm_data import checks
+from lm_data import errors
 from lm_data.study import run
 
 
@@ -19,7 +23,7 @@ def _bad(mutate, match):
   c = size_ablation.get_config('smoke')
   with c.unlocked():
     mutate(c)
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.UserError, match=match):  # one line from main.py
     run.select_arms(c)
 
 
@@ -48,3 +52,72 @@ def test_duplicate_and_unsafe_arm_names():
 def test_unknown_config_argument():
   with pytest.raises(ValueError, match="unknown config argument 'smok'"):
     size_ablation.get_config('smok')
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('global_batch_size', 0, r'train.global_batch_size=0 must be a whole number >= 1'),
+    ('eval_batch_size', 0, r'train.eval_batch_size=0 must be'),  # not global_batch_size
+    ('eval_batch_size', -4, r'train.eval_batch_size=-4 must be'),
+    ('num_train_steps', 0, r'train.num_train_steps=0'),
+    ('checkpoint_every', 0, r'train.checkpoint_every=0'),
+    ('schedule', 'cosin', "unknown schedule 'cosin'"),
+])
+def test_bad_train_settings(field, value, match):
+  _bad(lambda c: setattr(c.train, field, value), match)
+
+
+def test_global_batch_must_split_over_devices_and_micro_batches():
+  n = jax.device_count()
+  _bad(lambda c: setattr(c.train, 'grad_accum_steps', 3),
+       rf'global_batch_size=16 must be divisible by devices \({n}\) x '
+       rf'train.grad_accum_steps \(3\); use a multiple of {3 * n}')
+
+
+def test_bad_model_mask_and_finetune_settings():
+  _bad(lambda c: setattr(c.model, 'dtype', 'float16'), "unknown model.dtype 'float16'")
+  _bad(lambda c: setattr(c.model, 'overrides', {'hidden_sise': 8}), 'unknown BertConfig field')
+  _bad(lambda c: setattr(c, 'seq_len', 1024), r'seq_len=1024 must be in \[1, model max_len 512\]')
+  _bad(lambda c: setattr(c.mask, 'max_predictions', 100), 'max_predictions=100 exceeds seq_len=64')
+  _bad(lambda c: setattr(c.tokenizer, 'model_type', 'wordpiece'), "model_type 'wordpiece'")
+  _bad(lambda c: setattr(c.finetune, 'overrides', {'trec': {'epochz': 2}}),
+       "unknown override.*epochz for 'trec'")
+  _bad(lambda c: setattr(c.finetune, 'seeds', 0), 'finetune.seeds=0 must be >= 1')
+
+
+def test_bad_cache_dir_fails_before_any_work(tmp_path):
+  (tmp_path / 'file').write_text('')
+  _bad(lambda c: setattr(c, 'cache_dir', str(tmp_path / 'file')), 'cache_dir .* is a file')
+
+
+def test_workdir_that_is_a_file_fails_before_the_tokenizer(tmp_path, monkeypatch):
+  def no_work(*args):
+    raise AssertionError('the study started work')
+  monkeypatch.setattr(run, 'Study', no_work)
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(errors.UserError, match='--workdir .*file is a file, not a directory'):
+    run.run_study(size_ablation.get_config('smoke'), tmp_path / 'file')
+  with pytest.raises(errors.UserError, match='cannot create --workdir'):
+    run.run_study(size_ablation.get_config('smoke'), tmp_path / 'file' / 'below')
+
+
+def test_finetune_checks_need_no_data(tmp_path):
+  c = finetune_config.get_config('smoke')
+  with pytest.raises(errors.UserError, match='set config.checkpoint'):
+    checks.check_finetune_config(c, tmp_path / 'out')
+  c.checkpoint = str(tmp_path / 'nowhere')
+  with pytest.raises(errors.UserError, match='no checkpoint directory'):
+    checks.check_finetune_config(c, tmp_path / 'out')
+  ckpt = tmp_path / 'arm' / 'checkpoints'
+  ckpt.mkdir(parents=True)
+  c.checkpoint = str(ckpt)
+  with pytest.raises(errors.UserError, match='holds no finished checkpoint step'):
+    checks.check_finetune_config(c, tmp_path / 'out')
+  (ckpt / '30').mkdir()
+  checks.check_finetune_config(c, tmp_path / 'out')
+  c.step = 20
+  with pytest.raises(errors.UserError, match=r'has no step 20; it has \[30\]'):
+    checks.check_finetune_config(c, tmp_path / 'out')
+  c.step = None
+  c.tasks = ('trek',)
+  with pytest.raises(errors.UserError, match="unknown task 'trek'"):
+    checks.check_finetune_config(c, tmp_path / 'out')

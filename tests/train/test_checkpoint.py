@@ -1,17 +1,24 @@
 """Exact resume after a crash, and read-only loading from another process."""
 
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import chex
 import jax
 import numpy as np
 import pytest
 
+from lm_data.models.bert import BertForMLM
 from lm_data.train import checkpoint
+from lm_data.train import optimizer
+from lm_data.train import steps
 from lm_data.train import trainer
+from tests import entry_points
 from tests.train import fixtures
 
 VOCAB = 64
@@ -99,3 +106,143 @@ def test_pretrained_encoder_loads_in_a_separate_process(tmp_path):
 def test_missing_checkpoint_dir_says_what_to_pass(tmp_path):
   with pytest.raises(FileNotFoundError, match='checkpoints'):
     checkpoint.load_pretrained(tmp_path / 'nope')
+
+
+# ------------------------------------------------------ damaged checkpoints ---
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  """A 6-step run with checkpoints at steps 3 and 6 (the last two are kept)."""
+  arm = tmp_path_factory.mktemp('finished') / 'arm'
+  trainer.pretrain(_config(), arm, train_iter=fixtures.CountingIterator(), eval_sets={},
+                   vocab_size=VOCAB, meta={'tokenizer_path': '/nowhere/spm.model'})
+  assert sorted(p.name for p in (arm / 'checkpoints').iterdir()) == ['3', '6']
+  return arm
+
+
+def _data_files(step_dir: pathlib.Path) -> list[pathlib.Path]:
+  """Orbax's (OCDBT) array data files of a step, largest first."""
+  return sorted((step_dir / 'state').rglob('d/*'), key=lambda p: -p.stat().st_size)
+
+
+def _truncate(path: pathlib.Path) -> None:
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def _flip_64_bytes(path: pathlib.Path) -> None:
+  """Same size, 64 bytes inverted mid-file: Orbax itself loads this silently."""
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+  path.write_bytes(bytes(data))
+
+
+def _change_values(step_dir: pathlib.Path) -> None:
+  """Rewrites the step's state as valid Orbax data with one value changed.
+
+  What flipped bytes do when they still decompress: only the checksums see it.
+  """
+  checkpointer = checkpoint.ocp.PyTreeCheckpointer()
+  with warnings.catch_warnings():  # "Sharding info not provided": numpy is what we want
+    warnings.simplefilter('ignore', UserWarning)
+    tree = checkpointer.restore(step_dir / 'state')
+  embedding = np.array(tree['params']['encoder']['token_embed']['embedding'])
+  embedding[0, 0] += 1.0
+  tree['params']['encoder']['token_embed']['embedding'] = embedding
+  shutil.rmtree(step_dir / 'state')
+  checkpointer.save(step_dir / 'state', tree)
+
+
+def test_changed_values_are_caught_by_the_checksums(finished_run, tmp_path):
+  ckpt = tmp_path / 'checkpoints'
+  shutil.copytree(finished_run / 'checkpoints', ckpt)
+  _change_values(ckpt / '6')
+  cfg = _config()
+  abstract = jax.eval_shape(lambda: steps.create_train_state(
+      BertForMLM(trainer.model_config_for(cfg, VOCAB)), optimizer.make_optimizer(cfg.train),
+      seq_len=cfg.seq_len, max_predictions=cfg.mask.max_predictions, seed=cfg.seed))
+  manager = checkpoint.make_manager(ckpt)
+  restored = checkpoint.restore_latest(manager, abstract)
+  manager.close()
+  assert restored.step == 3 and int(restored.state.step) == 3
+  assert restored.skipped == [(6, f'checkpoint {ckpt}/6/state is corrupt: array '
+                                  'params/encoder/token_embed/embedding does not match '
+                                  'its checksum')]
+  assert sorted(p.name for p in ckpt.iterdir()) == ['3', '6.corrupt']
+
+
+@pytest.mark.parametrize('damage', [
+    lambda step_dir: _truncate(_data_files(step_dir)[0]),
+    lambda step_dir: _flip_64_bytes(_data_files(step_dir)[0]),
+], ids=['truncated', 'flipped'])
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(
+    finished_run, tmp_path, damage):
+  arm = tmp_path / 'arm'
+  shutil.copytree(finished_run, arm)
+  damage(arm / 'checkpoints' / '6')
+  it = fixtures.CountingIterator()
+  result = trainer.pretrain(_config(), arm, train_iter=it, eval_sets={},
+                            vocab_size=VOCAB, meta={'tokenizer_path': '/nowhere/spm.model'})
+  assert result.start_step == 3 and result.step == 6 and it.k == 6
+  _, params = _params(arm)  # step 6 again, saved by the resumed run
+  chex.assert_trees_all_equal(params, _params(finished_run)[1])
+  fallback = [r for r in map(json.loads, (arm / 'metrics.jsonl').read_text().splitlines())
+              if r.get('event') == 'checkpoint_fallback']
+  assert len(fallback) == 1 and fallback[0]['step'] == 3 and fallback[0]['corrupt_step'] == 6
+  assert 'checkpoints/6' in fallback[0]['reason']
+  assert (arm / 'checkpoints' / '6.corrupt').is_dir()  # kept for a post-mortem
+
+
+def test_every_damaged_step_is_an_error_not_a_fresh_start(finished_run, tmp_path):
+  arm = tmp_path / 'arm'
+  shutil.copytree(finished_run, arm)
+  for step in ('3', '6'):
+    _truncate(_data_files(arm / 'checkpoints' / step)[0])
+  with pytest.raises(checkpoint.CorruptCheckpointError, match='no checkpoint in .* can be restored'):
+    trainer.pretrain(_config(), arm, train_iter=fixtures.CountingIterator(), eval_sets={},
+                     vocab_size=VOCAB, meta={'tokenizer_path': '/nowhere/spm.model'})
+
+
+def test_downstream_loading_refuses_changed_values(finished_run, tmp_path):
+  ckpt = tmp_path / 'checkpoints'
+  shutil.copytree(finished_run / 'checkpoints', ckpt)
+  _change_values(ckpt / '6')
+  with pytest.raises(checkpoint.CorruptCheckpointError) as error:
+    checkpoint.load_pretrained(ckpt)
+  assert str(error.value) == (
+      f'checkpoint {ckpt}/6/state is corrupt: array params/encoder/token_embed/embedding '
+      'does not match its checksum; pretrain again, or load step 3 (finetune: '
+      '--config.step=3)')
+  checkpoint.load_pretrained(ckpt, step=3)  # the step before is intact
+
+
+@pytest.mark.parametrize('damage', [_truncate, _flip_64_bytes])
+def test_downstream_loading_never_returns_a_damaged_encoder(finished_run, tmp_path, damage):
+  """Each data file damaged in turn: the encoder loads intact or not at all."""
+  intact = checkpoint.load_pretrained(finished_run / 'checkpoints').encoder_params
+  refused = 0
+  for k, path in enumerate(_data_files(finished_run / 'checkpoints' / '6')):
+    ckpt = tmp_path / str(k)
+    shutil.copytree(finished_run / 'checkpoints', ckpt)
+    damage(ckpt / path.relative_to(finished_run / 'checkpoints'))
+    try:
+      encoder = checkpoint.load_pretrained(ckpt).encoder_params
+    except checkpoint.CorruptCheckpointError as e:
+      refused += 1
+      assert '\n' not in str(e) and f'checkpoint {ckpt}/6/state ' in str(e)
+    else:
+      chex.assert_trees_all_equal(encoder, intact)  # the damage missed the encoder
+  assert refused
+
+
+def test_finetune_refuses_a_damaged_checkpoint_in_one_line(finished_run, tmp_path):
+  ckpt = tmp_path / 'arm' / 'checkpoints'
+  shutil.copytree(finished_run / 'checkpoints', ckpt)
+  for path in _data_files(ckpt / '6'):  # wherever the encoder's bytes are
+    _flip_64_bytes(path)
+  result = entry_points.run('finetune.py', '--config=configs/finetune.py:smoke',
+                            f'--config.checkpoint={ckpt}', f'--workdir={tmp_path / "out"}')
+  entry_points.assert_one_line_error(result, f'checkpoint {ckpt}/6/state ',
+                                     '--config.step=3')
+  assert not (tmp_path / 'out' / 'arms').exists()

@@ -1,0 +1,126 @@
+"""Checks that need no data, run by main.py and finetune.py before any work.
+
+A mistake in a config or a path should cost seconds, not the minutes of
+tokenizer training and data preparation after which it used to surface. Each
+check raises `errors.UserError` with a message that names the setting and
+what to change; validation raised by the library itself (unknown preset,
+task, domain, dtype, ...) is re-raised as one.
+"""
+
+import os
+import pathlib
+import sys
+
+import jax
+import ml_collections
+
+from lm_data import errors
+from lm_data.finetune import run as finetune_run
+from lm_data.finetune import tasks as tasks_lib
+from lm_data.input_pipeline import fetch
+from lm_data.input_pipeline import masking
+from lm_data.input_pipeline import tokenizer as tokenizer_lib
+from lm_data.train import optimizer
+from lm_data.train import trainer
+
+# train.* fields that count something and must be >= 1.
+POSITIVE_TRAIN_FIELDS = ('global_batch_size', 'eval_batch_size', 'num_train_steps',
+                         'grad_accum_steps', 'checkpoint_every', 'log_every')
+
+
+def check_dir(path: str | os.PathLike[str], name: str) -> pathlib.Path:
+  """Creates folder `path` if needed; UserError if it is a file or not writable."""
+  path = pathlib.Path(path)
+  if path.exists() and not path.is_dir():
+    raise errors.UserError(f'{name} {path} is a file, not a directory; pass a directory '
+                           '(it is created if missing)')
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise errors.UserError(f'cannot create {name} {path} ({e.strerror}); pass a '
+                           'directory that can be written') from e
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise errors.UserError(f'{name} {path} is not writable; pass a directory that is')
+  return path
+
+
+def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: int,
+                             prefix: str) -> None:
+  """Task names, seeds and per-task overrides of a fine-tuning config."""
+  config = finetune_run.settings(config)
+  if config.seeds < 1:
+    raise errors.UserError(f'{prefix}seeds={config.seeds} must be >= 1')
+  with errors.as_user_errors():
+    for name in config.tasks or tasks_lib.LOCAL_TASKS:
+      # Unknown override keys or Recipe values fail here, not after other tasks ran.
+      finetune_run.task_recipe(tasks_lib.get_task(name), config, model_max_len)
+
+
+def check_study_config(config: ml_collections.ConfigDict) -> None:
+  """Batch sizes and their divisibility, model, mask, tokenizer, tasks, cache dir.
+
+  (Arms and recipes are checked by `study.run.select_arms`, which calls this.)
+  """
+  tc = config.train
+  for field in POSITIVE_TRAIN_FIELDS:
+    value = tc[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise errors.UserError(f'train.{field}={value!r} must be a whole number >= 1')
+  if (tc.keep_period or 0) < 0:
+    raise errors.UserError(f'train.keep_period={tc.keep_period} must be >= 0 (0 = off)')
+  # The trainer's mesh spans every device of every process.
+  per_step = jax.device_count() * tc.grad_accum_steps
+  if tc.global_batch_size % per_step:
+    raise errors.UserError(
+        f'train.global_batch_size={tc.global_batch_size} must be divisible by devices '
+        f'({jax.device_count()}) x train.grad_accum_steps ({tc.grad_accum_steps}); '
+        f'use a multiple of {per_step}')
+  if tc.eval_batch_size % jax.process_count():
+    raise errors.UserError(
+        f'train.eval_batch_size={tc.eval_batch_size} must be divisible by the '
+        f'{jax.process_count()} processes')
+  if config.tokenizer.model_type not in tokenizer_lib.MODEL_TYPES:
+    raise errors.UserError(f'unknown tokenizer.model_type {config.tokenizer.model_type!r}; '
+                           f'known: {", ".join(tokenizer_lib.MODEL_TYPES)}')
+  with errors.as_user_errors():
+    model_config = trainer.model_config_for(config, config.tokenizer.vocab_size)
+    optimizer.learning_rate_schedule(tc)
+    masking.MaskConfig(vocab_size=config.tokenizer.vocab_size,
+                       mask_rate=config.mask.mask_rate,
+                       max_predictions=config.mask.max_predictions)
+    masking.MaskConfig(vocab_size=config.tokenizer.vocab_size,
+                       mask_rate=config.mask.get('eval_mask_rate', masking.BERT_MASK_RATE))
+  if not 0 < config.seq_len <= model_config.max_len:
+    raise errors.UserError(f'seq_len={config.seq_len} must be in [1, model max_len '
+                           f'{model_config.max_len}]; lower it or raise '
+                           'model.overrides.max_len')
+  if (config.mask.max_predictions or 0) > config.seq_len:
+    raise errors.UserError(f'mask.max_predictions={config.mask.max_predictions} '
+                           f'exceeds seq_len={config.seq_len}')
+  _check_finetune_settings(config.finetune, model_config.max_len, 'finetune.')
+  check_dir(config.cache_dir or fetch.cache_root(),
+            'cache_dir' if config.cache_dir else f'the cache (${fetch.CACHE_ENV})')
+
+
+def check_finetune_config(config: ml_collections.ConfigDict,
+                          workdir: str | os.PathLike[str]) -> None:
+  """finetune.py's checks: checkpoint, arms, step, tasks, overrides, workdir."""
+  config = finetune_run.settings(config)
+  if not config.checkpoint:
+    raise errors.UserError('set config.checkpoint to a pretraining checkpoint dir or '
+                           'a study workdir (--config.checkpoint=...)')
+  # The model's max_len is known only from the checkpoint; it caps, never fails.
+  _check_finetune_settings(config, sys.maxsize, '')
+  try:
+    found = finetune_run.find_checkpoints(config.checkpoint, config.arms, config.arm)
+  except (FileNotFoundError, ValueError) as e:
+    raise errors.UserError(str(e)) from e
+  for arm, ckpt_dir in found:
+    steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+    if not steps:
+      raise errors.UserError(f'{ckpt_dir} (arm {arm}) holds no finished checkpoint '
+                             'step; let pretraining reach its first checkpoint')
+    if config.step is not None and config.step not in steps:
+      raise errors.UserError(f'{ckpt_dir} (arm {arm}) has no step {config.step}; '
+                             f'it has {steps}')
+  check_dir(workdir, '--workdir')
