@@ -354,7 +354,7 @@ class _Task:
             split_metrics: dict, predictions: dict, **extra) -> None:
     """Writes one result; `start` is (time.time(), time.process_time())."""
     seconds = time.time() - start[0]
-    extra['cpu_seconds'] = time.process_time() - start[1]   # all threads; load-free
+    extra['cpu_seconds'] = time.process_time() - start[1]   # CPU time of all threads
     name = self.task.main_metric
     logging.info('%s %s %s%s: test %s %.4f (%.1fs)', self.arm, self.task.name, init,
                  '' if seed is None else f' seed {seed}', name,

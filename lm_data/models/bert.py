@@ -66,18 +66,12 @@ class BertConfig:
     if self.dtype not in _COMPUTE_DTYPES:
       raise ValueError(f'unsupported compute dtype {self.dtype}; use float32 '
                        'or bfloat16.')
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(f'unknown activation {self.activation!r}; known: '
-                       f'{", ".join(ACTIVATIONS)}.')
-    if self.attention not in ATTENTION_KINDS:
-      raise ValueError(f'unknown attention {self.attention!r}; known: '
-                       f'{", ".join(ATTENTION_KINDS)}.')
-    if self.norm_position not in NORM_POSITIONS:
-      raise ValueError(f'unknown norm_position {self.norm_position!r}; known: '
-                       f'{", ".join(NORM_POSITIONS)}.')
-    if self.position_init not in POSITION_INITS:
-      raise ValueError(f'unknown position_init {self.position_init!r}; known: '
-                       f'{", ".join(POSITION_INITS)}.')
+    for field, known in (('activation', ACTIVATIONS), ('attention', ATTENTION_KINDS),
+                         ('norm_position', NORM_POSITIONS),
+                         ('position_init', POSITION_INITS)):
+      if getattr(self, field) not in known:
+        raise ValueError(f'unknown {field} {getattr(self, field)!r}; known: '
+                         f'{", ".join(known)}.')
     if self.attention_batch_splits < 0:
       raise ValueError('attention_batch_splits must be >= 0 (0 = automatic).')
     if self.hidden_size % self.num_heads:

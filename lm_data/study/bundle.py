@@ -31,7 +31,6 @@ under `$LM_DATA_CACHE` (default ~/.cache/lm_data), so the run must leave
 `config.cache_dir` empty.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -58,7 +57,6 @@ CACHE = 'cache'
 WORKDIR = 'workdir'
 TOKENIZER_DIR = 'tokenizer'
 _COMPRESS_LEVEL = 6
-_HASH_CHUNK = 1 << 20
 
 
 def _files_under(folder: pathlib.Path, arc_prefix: str) -> list[tuple[str, pathlib.Path]]:
@@ -66,12 +64,6 @@ def _files_under(folder: pathlib.Path, arc_prefix: str) -> list[tuple[str, pathl
           for p in sorted(folder.rglob('*')) if p.is_file() and not p.name.startswith('.')]
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(_HASH_CHUNK), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def bundle_files(manifest: dict) -> list[tuple[str, pathlib.Path]]:
@@ -108,7 +100,7 @@ def export_bundle(config: ml_collections.ConfigDict, workdir: str | os.PathLike[
   bundle.parent.mkdir(parents=True, exist_ok=True)
   manifest = {
       'format': FORMAT, 'config': run.plain(config),
-      'tokenizer_sha256': _sha256(pathlib.Path(prepared['tokenizer'])),
+      'tokenizer_sha256': fetch.sha256_of(pathlib.Path(prepared['tokenizer'])),
       'prepared': [pathlib.Path(p).name for p in prepared['prepared']],
       'arms': {arm: pathlib.Path(p).name for arm, p in prepared['arms'].items()},
       'domains': prepared['domains'],
@@ -123,7 +115,7 @@ def export_bundle(config: ml_collections.ConfigDict, workdir: str | os.PathLike[
       info.size, info.mtime = len(blob), int(time.time())
       tar.addfile(info, io.BytesIO(blob))
       for name, path in files:
-        digest = _sha256(path)
+        digest = fetch.sha256_of(path)
         if digest in first_of:
           info = tar.gettarinfo(path, arcname=name)
           info.type, info.linkname, info.size = tarfile.LNKTYPE, first_of[digest], 0
@@ -186,7 +178,7 @@ def import_bundle(bundle: str | os.PathLike[str], workdir: str | os.PathLike[str
     old_tokenizer = workdir / TOKENIZER_DIR
     for path in _children(new_tokenizer):
       dest = old_tokenizer / path.name
-      if dest.exists() and _sha256(dest) != _sha256(path):
+      if dest.exists() and fetch.sha256_of(dest) != fetch.sha256_of(path):
         raise errors.UserError(f'{dest} differs from the tokenizer in {bundle}: import into a '
                                'new --workdir (this one belongs to another tokenizer)')
     moved = {'prepared': 0, 'tfds': 0, 'tasks': 0}

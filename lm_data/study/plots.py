@@ -12,12 +12,14 @@ from typing import Any
 from matplotlib.backends import backend_agg
 from matplotlib import figure as mpl_figure
 from matplotlib import patches
+from matplotlib import ticker
 import numpy as np
 
 from lm_data.study import analysis
 
 DPI = 120
 PANEL_SIZE = (4.0, 3.2)        # inches per subplot
+WIDE_PANEL = (7.0, 3.6)        # one panel with its legend outside
 MAX_COLUMNS = 3
 BAND_ALPHA = 0.25
 DOMAIN_LINE_ALPHA = 0.5
@@ -78,7 +80,9 @@ def _reference(arm: dict, kind: str, key: str) -> float | None:
 def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
   """Held-out MLM loss vs unique tokens, with the power law and its band."""
   group = [a for a in arms if a['arm'] in result['size_arms']]
-  fig, (ax,) = _figure(1)
+  fig = mpl_figure.Figure(figsize=WIDE_PANEL, dpi=DPI, layout='constrained')
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.subplots()
   domains = list(dict.fromkeys(d for a in group for d in a['heldout'] if d != 'all'))
   for domain in domains:
     points = [(a['unique_tokens'], a['heldout'][domain]['loss']) for a in group
@@ -117,7 +121,8 @@ def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
   ax.set_xlabel('unique pretraining tokens D')
   ax.set_ylabel('held-out MLM loss')
   ax.set_title(f'held-out loss vs data size ({len(group)} arms)')
-  ax.legend(fontsize='x-small')
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1.01, 1.0))
   return _save(fig, out_dir, LOSS_PLOT)
 
 
@@ -247,9 +252,10 @@ def learning_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> 
       ax.plot(x, threshold, 'r_', markersize=14,
               label=f'unigram - {result["learning"]["margin_nats"]:g} (learned below)')
     ax.set_xticks(x, names, rotation=LABEL_ROTATION, ha='right', fontsize='x-small')
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylabel('held-out loss (nats)')
     ax.set_title('at [MASK]' if kind == 'mask' else 'at random / kept positions')
-    ax.legend(fontsize='x-small')
+    ax.legend(fontsize='x-small', loc='best')
   return _save(fig, out_dir, LEARNING_PLOT)
 
 

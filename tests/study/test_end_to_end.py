@@ -26,9 +26,10 @@ def _main(workdir: pathlib.Path) -> subprocess.Popen:
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _finish(proc: subprocess.Popen) -> None:
+def _finish(proc: subprocess.Popen) -> str:
   _, err = proc.communicate(timeout=TIMEOUT_S)
   assert proc.returncode == 0, err[-4000:]
+  return err
 
 
 def _numbers(workdir: pathlib.Path) -> dict:
@@ -46,11 +47,19 @@ def _assert_same_bytes(a: pathlib.Path, b: pathlib.Path) -> None:
 
 def test_smoke_study_writes_report_and_survives_kill(tmp_path):
   straight = tmp_path / 'straight'
-  _finish(_main(straight))
+  err = _finish(_main(straight))
   report = straight / 'report'
   assert (report / 'report.md').read_text().strip()
+  assert f'report: {(report / "report.md").absolute()}' in err
   assert list(report.glob('*.png'))
   assert len(_numbers(straight)) == 2
+  arm = json.loads((report / 'results.json').read_text())['arms'][0]
+  # Held-out loss split by position kind, beside the count-model references.
+  assert {'loss_mask', 'loss_other', 'predictions_mask'} <= set(arm['heldout']['all'])
+  refs = arm['mlm_baselines']['all']
+  assert set(refs) == {'mask', 'other', 'all'}
+  assert refs['mask']['predictions'] == arm['heldout']['all']['predictions_mask']
+  assert list((straight / 'tensorboard' / arm['arm']).glob('events.out.tfevents.*'))
 
   killed = tmp_path / 'killed'
   proc = _main(killed)
