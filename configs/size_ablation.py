@@ -21,10 +21,11 @@ Variants (comma-separated, big_vision style):
     python main.py --config=configs/size_ablation.py:gpu --workdir=runs/size_gpu
                   Without network there: main.py --prepare_only and bundle.py
                   export on a machine with it, bundle.py import (docs/gpu.md).
-Runtime (2-core CPU, archives cached): pretraining is 4 arms x 3000 steps
-(seq 64, batch 32; 6.1M tokens each), measured on a box shared with other
-work in BUILD_NOTES.md, 'Session 3'; fine-tuning and probes come on top.
-:smoke a few minutes.
+Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 3'): about
+54 min — pretraining 4 arms x 3000 steps (seq 64, batch 32; 6.1M tokens each)
+~31 min (7 min 41 s for the last arm, near idle), fine-tuning, probes and
+report 23 min (13 min for the first arm, which pays the controls). :smoke
+about 2 min.
 Expected (BUILD_NOTES.md, 'Pretraining recipe sweep'): with the session-3
 recipe the full-data arm's held-out loss at [MASK] falls well below the
 unigram (2.24 nats below after 4000 steps in the sweep), and the small arms,
