@@ -13,12 +13,12 @@ import json
 import os
 import pathlib
 import re
-import tempfile
 import time
 
 import sentencepiece as spm
 
 from lm_data import errors
+from lm_data import files
 from lm_data.input_pipeline import sampling
 
 PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
@@ -166,17 +166,6 @@ def _lines(texts: Iterable[str]) -> Iterable[str]:
         yield line[start:start + _MAX_LINE_CHARS]
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-
-
 def _check_existing(path: pathlib.Path, vocab_size: int) -> pathlib.Path:
   found = Tokenizer.load(path).vocab_size
   if found != vocab_size:
@@ -268,8 +257,8 @@ def train_tokenizer(texts: Iterable[str] | Mapping[str, Iterable[str]],
       'model_sha256': hashlib.sha256(proto).hexdigest(),
       'domains': sample_stats,
   }
-  _atomic_write(out_path.parent / SAMPLE_STATS_NAME,
+  files.atomic_write(out_path.parent / SAMPLE_STATS_NAME,
                 json.dumps(stats, indent=2, sort_keys=True).encode())
   # The model goes last: its existence tells waiting processes all is written.
-  _atomic_write(out_path, proto)
+  files.atomic_write(out_path, proto)
   return out_path

