@@ -195,16 +195,22 @@ class Study:
             'epochs': data_stats['epochs'], 'steps': steps,
             'train_flops': result.train_flops, 'data_stats': data_stats,
             'heldout': result.heldout,
-            'mlm_baselines': self.mlm_baselines(prepared) if self.is_main else {}}
+            'mlm_baselines': self.mlm_baselines(prepared, eval_sets) if self.is_main else {}}
 
-  def mlm_baselines(self, prepared) -> dict:
-    """Count-model references on all held-out rows (as one process sees them)."""
+  def mlm_baselines(self, prepared, eval_sets) -> dict:
+    """Count-model references on all held-out rows.
+
+    `eval_sets` are this process's rows; with several processes the rows are
+    masked again as one process would see them all.
+    """
     train = loader.as_packed(prepared.train)
     counts = baselines.CountModel(train.tokens, train.segment_ids, self.eval_mask_cfg)
-    eval_sets = {d: loader.eval_batches(
-        prepared, d, batch_size=self.config.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
-        seed=masking.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
-                 for d in self.domains}
+    if jax.process_count() > 1:
+      eval_sets = {d: loader.eval_batches(
+          prepared, d, batch_size=self.config.train.eval_batch_size,
+          mask_cfg=self.eval_mask_cfg,
+          seed=masking.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
+                   for d in self.domains}
     return baselines.heldout_baselines(counts, eval_sets)
 
   def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int, n: int):
