@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.train = ml_collections.ConfigDict(dict(
       global_batch_size=32,   # rows per optimizer step, over all devices and hosts
-      num_train_steps=3000,   # optimizer steps per arm (fixed compute across arms)
+      num_train_steps=2800,   # optimizer steps per arm (fixed compute across arms)
       learning_rate=2e-3,     # peak AdamW learning rate
       warmup_steps=300,
       schedule='linear',      # decay after warm-up: linear | cosine | constant

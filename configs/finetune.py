@@ -51,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.max_train_examples = 2000  # deterministic cap on train examples (<= 0: all)
   c.max_dev_examples = 1000    # cap on dev, which only selects (epoch, probe layer/l2)
   c.max_test_examples = 0      # test splits are evaluated whole (<= 0: all)
-  c.min_train_steps = 250      # fine-tuning runs at least this many optimizer steps
+  c.min_train_steps = 240      # fine-tuning runs at least this many optimizer steps (4 epochs of 2000)
   c.patience = 2           # stop after this many epochs without dev gain (0: never)
   # {task or '*': {Recipe field or max_train/dev/test_examples, min_train_steps: value}}
   c.overrides = {}

@@ -50,6 +50,10 @@ def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: i
   config = finetune_run.settings(config)
   if config.seeds < 1:
     raise errors.UserError(f'{prefix}seeds={config.seeds} must be >= 1')
+  # 0 means "as many as `seeds`" / "no minimum"; a negative count is a typo.
+  for field in ('random_seeds', 'probe_seeds', 'min_train_steps'):
+    if config[field] < 0:
+      raise errors.UserError(f'{prefix}{field}={config[field]} must be >= 0')
   with errors.as_user_errors():
     for name in config.tasks or tasks_lib.LOCAL_TASKS:
       # Unknown override keys or Recipe values fail here, not after other tasks ran.

@@ -6,9 +6,14 @@ per task and encoder, then a linear model is fitted on top of each layer.
 Features (`extract`), one jitted forward pass per batch, every layer at once:
   * layers: the embedding output (after its LayerNorm) and each Transformer
     layer's output, `layer_names(num_layers)`;
-  * sequence tasks (classification, regression, sentence pairs): the mean over
-    the row's non-padding tokens ([CLS] and [SEP] included). A pair row is
-    pooled as encoded, `[CLS] a [SEP] b [SEP]`;
+  * sequence tasks (classification, regression): the mean over the row's
+    non-padding tokens ([CLS] and [SEP] included);
+  * sentence pairs, encoded as one row `[CLS] a [SEP] b [SEP]`: the means u
+    and v over the two segments' tokens (type id 0 and 1) of that same
+    encoding, combined as SentEval/InferSent do, [u, v, |u - v|, u * v]. A
+    linear probe on the pooled row cannot express "b relates to a" (every
+    encoder and the lexical baseline sat at chance on dialog_reply); the
+    product and difference terms can;
   * token classification: the vector at each labelled position (the first
     sub-token of a word), one feature row per word.
 
@@ -69,9 +74,28 @@ def _wanted(module, method_name: str) -> bool:
       module.name == _EMBED_MODULE or (module.name or '').startswith(_LAYER_PREFIX))
 
 
+# Part of every probe result's key: bump when the features change, so a
+# resumed evaluation does not reuse probes of the old features.
+FEATURES_VERSION = 2   # 2: sentence pairs as [u, v, |u - v|, u * v]
+POOLING = {'token_classification': 'token', 'pair_classification': 'pair'}
+PAIR_PARTS = 4   # [u, v, |u - v|, u * v]
+
+
+def _pooling(kind: str) -> str:
+  return POOLING.get(kind, 'mean')
+
+
+def _masked_mean(h, mask):
+  """[layers, B, S, H] averaged over the positions where mask [B, S] is 1."""
+  mask = mask.astype(jnp.float32)
+  total = jnp.einsum('lbsh,bs->lbh', h, mask)
+  return total / jnp.maximum(mask.sum(1), 1.0)[None, :, None]
+
+
 @functools.cache
-def _feature_fn(model_config: models.BertConfig, token_level: bool) -> Callable:
-  """Jitted (encoder params, features) -> [layers, B, H] or [layers, B, S, H]."""
+def _feature_fn(model_config: models.BertConfig, pooling: str) -> Callable:
+  """Jitted (encoder params, features) -> [layers, B, H] ('mean'),
+  [layers, B, 4H] ('pair') or [layers, B, S, H] ('token')."""
   encoder = models.BertEncoder(model_config)
   names = [_EMBED_MODULE] + [f'{_LAYER_PREFIX}{i}'
                              for i in range(model_config.num_layers)]
@@ -82,11 +106,14 @@ def _feature_fn(model_config: models.BertConfig, token_level: bool) -> Callable:
         capture_intermediates=_wanted, mutable=['intermediates'])
     found = state['intermediates']
     h = jnp.stack([found[n]['__call__'][0] for n in names]).astype(jnp.float32)
-    if token_level:
+    if pooling == 'token':
       return h
-    mask = (features['segment_ids'] > 0).astype(jnp.float32)
-    total = jnp.einsum('lbsh,bs->lbh', h, mask)
-    return total / jnp.maximum(mask.sum(1), 1.0)[None, :, None]
+    real = features['segment_ids'] > 0
+    if pooling == 'mean':
+      return _masked_mean(h, real)
+    u = _masked_mean(h, real & (features['type_ids'] == 0))
+    v = _masked_mean(h, real & (features['type_ids'] == 1))
+    return jnp.concatenate([u, v, jnp.abs(u - v), u * v], -1)
 
   return jax.jit(fn)
 
@@ -104,14 +131,18 @@ def extract_rows(model_config: models.BertConfig, encoder_params: Any,
                  weights: np.ndarray | None = None) -> np.ndarray:
   """Frozen features of every layer for the rows of `features`.
 
-  Sequence kinds: float32 [layers, rows, H]. Token classification: one row per
-  position with weights > 0, row-major: [layers, positions, H].
+  Sequence kinds: float32 [layers, rows, H] (pairs: [layers, rows, 4H]).
+  Token classification: one row per position with weights > 0, row-major:
+  [layers, positions, H].
   Batches of similar length, cut to their longest row (`length_batches`).
   """
-  token_level = kind == 'token_classification'
-  fn = _feature_fn(model_config, token_level)
+  pooling = _pooling(kind)
+  token_level = pooling == 'token'
+  fn = _feature_fn(model_config, pooling)
   n = features['segment_ids'].shape[0]
   layers, hidden = model_config.num_layers + 1, model_config.hidden_size
+  if pooling == 'pair':
+    hidden *= PAIR_PARTS
   if token_level:
     keep = np.asarray(weights) > 0
     # Position p of row r is feature row offset[r] + (rank of p in row r).

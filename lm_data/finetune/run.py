@@ -338,6 +338,8 @@ class _Task:
     parts = [self.control_key, init, seed]
     if init not in controls.CONTROL_INITS:
       parts.append(self.pretrained.step)
+    if init in controls.PROBE_INITS:
+      parts.append(probe_lib.FEATURES_VERSION)
     return _key(*parts)
 
   def done(self, init: str, seed: int | None) -> bool:

@@ -56,6 +56,27 @@ def test_sequence_features_are_masked_means_of_every_layer():
   assert probe.layer_names(2) == ['embeddings', 'layer_0', 'layer_1']
 
 
+def test_pair_features_combine_the_two_segments_means():
+  config = fakes.tiny_config(num_layers=1)
+  encoder, params = _encoder(config, seed=1)
+  a, b = _sentences(30, 2), _sentences(30, 3)
+  features, _ = encoding.encode_texts(fakes.FakeTokenizer(), a, b, 32)
+  data = encoding.Encoded(features, {'labels': np.zeros(30, np.int32)},
+                          np.arange(30), 0)
+  got = probe.extract(config, params, {'test': data}, 'pair_classification')['test']
+  h = _layer_outputs(encoder, params, features)              # [2, 30, 32, H]
+  real = features['segment_ids'] > 0
+  parts = []
+  for segment in (0, 1):
+    mask = (real & (features['type_ids'] == segment))[None, :, :, None]
+    assert mask.sum(2).min() > 0
+    parts.append((h * mask).sum(2) / mask.sum(2))
+  u, v = parts
+  expected = np.concatenate([u, v, np.abs(u - v), u * v], -1)
+  assert got.shape == (2, 30, 4 * config.hidden_size)
+  np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
 def test_token_features_sit_at_labelled_positions():
   config = fakes.tiny_config(num_layers=1)
   encoder, params = _encoder(config, seed=3)

@@ -82,6 +82,9 @@ def test_bad_model_mask_and_finetune_settings():
   _bad(lambda c: setattr(c.finetune, 'overrides', {'trec': {'epochz': 2}}),
        "unknown override.*epochz for 'trec'")
   _bad(lambda c: setattr(c.finetune, 'seeds', 0), 'finetune.seeds=0 must be >= 1')
+  _bad(lambda c: setattr(c.finetune, 'probe_seeds', -1), 'finetune.probe_seeds=-1 must be >= 0')
+  _bad(lambda c: setattr(c.finetune, 'min_train_steps', -5),
+       'finetune.min_train_steps=-5 must be >= 0')
 
 
 def test_bad_cache_dir_fails_before_any_work(tmp_path):
