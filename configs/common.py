@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seq_len = 64              # packed sequence length (tokens incl. [CLS]/[SEP]); 64: 2x the steps
   c.arm = ''                  # run only this arm (job arrays); '' = all arms
   c.equal_budget = False      # True: every arm gets the smallest arm's token count
+  c.overlap_downstream = True  # evaluate arm k in a background thread while arm k+1 pretrains (one process)
 
   c.tokenizer = ml_collections.ConfigDict(dict(
       vocab_size=8192,        # SentencePiece vocabulary incl. 5 BERT specials
