@@ -64,7 +64,7 @@ def main(_):
     study = study_run.Study(config, workdir)
     budget = study.budgets([arm])[arm.name]
     t_train = time.perf_counter()
-    record = study.pretrain_arm(arm, budget, 1, 1)
+    record = study.pretrain_arm(arm, budget, 1, 1).to_dict()
     end = time.perf_counter()
     metrics = [json.loads(l) for l in
                (workdir / 'arms' / arm.name / 'metrics.jsonl').read_text().splitlines()]

@@ -86,7 +86,7 @@ def run_ours():
   train_cfg = common.base_config().train
   from lm_data.train import optimizer as optim
   tx = optim.make_optimizer(train_cfg)
-  schedule = optim.learning_rate_schedule(train_cfg)
+  schedule = optim.train_schedule(train_cfg)
   mesh = steps.make_mesh(jax.devices()[:1])
   state = steps.create_train_state(model, tx, seq_len=_SEQ.value, max_predictions=preds, seed=0)
   ids, positions = _batch(np.random.default_rng(0), _VOCAB.value, _BATCH.value, _SEQ.value, preds)

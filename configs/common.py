@@ -57,7 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = ''                 # ablation name: DIR/report titles
   c.seed = 0                  # init seed; data and masking seeds are folded from it
-  c.cache_dir = ''            # fetched archives + prepared data; '' = $LM_DATA_CACHE or ~/.cache/lm_data
+  c.cache_dir = ''            # prepared data + peak FLOP/s; '' = $LM_DATA_CACHE or ~/.cache/lm_data
+                              # (fetched archives always go there)
   c.seq_len = 64              # packed sequence length (tokens incl. [CLS]/[SEP]); 64: 2x the steps
   c.arm = ''                  # run only this arm (job arrays); '' = all arms
   c.equal_budget = False      # True: every arm gets the smallest arm's token count

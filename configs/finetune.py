@@ -53,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.max_test_examples = 0      # test splits are evaluated whole (<= 0: all)
   c.min_train_steps = 240      # fine-tuning runs at least this many optimizer steps (4 epochs of 2000)
   c.patience = 2           # stop after this many epochs without dev gain (0: never)
-  # {task or '*': {Recipe field or max_train/dev/test_examples, min_train_steps: value}}
+  # {task or '*': {FinetuneSettings field or max_train/dev/test_examples, min_train_steps: value}}
   c.overrides = {}
   if 'smoke' in variants:
     c.tasks = SMOKE_TASKS

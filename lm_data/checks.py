@@ -56,12 +56,12 @@ def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: i
       raise errors.UserError(f'{prefix}{field}={config[field]} must be >= 0')
   with errors.as_user_errors():
     for name in config.tasks or tasks_lib.LOCAL_TASKS:
-      # Unknown override keys or Recipe values fail here, not after other tasks ran.
+      # Unknown override keys or FinetuneSettings values fail here, not after other tasks ran.
       finetune_run.task_recipe(tasks_lib.get_task(name), config, model_max_len)
 
 
 def check_study_config(config: ml_collections.ConfigDict) -> None:
-  """Batch sizes and their divisibility, model, mask, tokenizer, tasks, cache dir.
+  """Batch sizes, parallelism, model, mask, tokenizer, tasks and cache dir.
 
   (Arms and recipes are checked by `study.run.select_arms`, which calls this.)
   """
@@ -70,6 +70,9 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
     value = tc[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise errors.UserError(f'train.{field}={value!r} must be a whole number >= 1')
+  if tc.parallelism not in trainer.PARALLELISM:
+    raise errors.UserError(f'unknown train.parallelism {tc.parallelism!r}; '
+                           f'known: {", ".join(trainer.PARALLELISM)}')
   if (tc.keep_period or 0) < 0:
     raise errors.UserError(f'train.keep_period={tc.keep_period} must be >= 0 (0 = off)')
   # The trainer's mesh spans every device of every process.
@@ -88,12 +91,9 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
                            f'known: {", ".join(tokenizer_lib.MODEL_TYPES)}')
   with errors.as_user_errors():
     model_config = trainer.model_config_for(config, config.tokenizer.vocab_size)
-    optimizer.learning_rate_schedule(tc)
-    masking.MaskConfig(vocab_size=config.tokenizer.vocab_size,
-                       mask_rate=config.mask.mask_rate,
-                       max_predictions=config.mask.max_predictions)
-    masking.MaskConfig(vocab_size=config.tokenizer.vocab_size,
-                       mask_rate=config.mask.get('eval_mask_rate', masking.BERT_MASK_RATE))
+    optimizer.train_schedule(tc)
+    masking.MaskConfig.from_config(
+        config.mask, vocab_size=config.tokenizer.vocab_size).for_eval(config.mask)
   if not 0 < config.seq_len <= model_config.max_len:
     raise errors.UserError(f'seq_len={config.seq_len} must be in [1, model max_len '
                            f'{model_config.max_len}]; lower it or raise '
@@ -102,7 +102,7 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f'mask.max_predictions={config.mask.max_predictions} '
                            f'exceeds seq_len={config.seq_len}')
   _check_finetune_settings(config.finetune, model_config.max_len, 'finetune.')
-  check_dir(config.cache_dir or fetch.cache_root(),
+  check_dir(fetch.cache_root(config.cache_dir),
             'cache_dir' if config.cache_dir else f'the cache (${fetch.CACHE_ENV})')
 
 

@@ -42,6 +42,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from lm_data import errors
+from lm_data import utils
 from lm_data.finetune import controls
 from lm_data.finetune import encoding
 from lm_data.finetune import lexical
@@ -60,7 +62,7 @@ DEFAULTS = dict(
     probe_seeds=3,
     controls=True, probes=True, overrides={}, max_train_examples=2000,
     max_dev_examples=1000, max_test_examples=0, min_train_steps=0, patience=2)
-# Per-task limits a config or an override may set besides Recipe fields.
+# Per-task limits a config or an override may set besides FinetuneSettings fields.
 LIMIT_KEYS = {'max_train_examples': 'train', 'max_dev_examples': 'dev',
               'max_test_examples': 'test', 'min_train_steps': 'min_steps'}
 EVAL_SUBDIR = 'eval'
@@ -163,7 +165,7 @@ def cap(examples: list, limit: int) -> list:
   """A deterministic subsample of at most `limit` examples (<= 0: all)."""
   if limit <= 0 or len(examples) <= limit:
     return examples
-  order = np.random.default_rng(CAP_SEED).permutation(len(examples))
+  order = utils.rng(CAP_SEED).permutation(len(examples))
   keep = np.sort(order[:limit])
   return [examples[i] for i in keep]
 
@@ -176,11 +178,11 @@ def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
-                model_max_len: int) -> tuple[tasks_lib.Recipe, Limits]:
+                model_max_len: int) -> tuple[tasks_lib.FinetuneSettings, Limits]:
   """(recipe, limits) of a task after config overrides.
 
   `config.overrides['*']` applies to every task, then `overrides[task]`; keys
-  are Recipe fields or LIMIT_KEYS. max_len is capped by the model's.
+  are FinetuneSettings fields or LIMIT_KEYS. max_len is capped by the model's.
   """
   values = {**dataclasses.asdict(task.recipe),
             **{k: config[k] for k in LIMIT_KEYS}}
@@ -192,7 +194,7 @@ def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
                        f'known: {", ".join(sorted(values))}')
     values.update(override)
   limits = Limits(**{field: int(values.pop(k)) for k, field in LIMIT_KEYS.items()})
-  recipe = tasks_lib.Recipe(**values)
+  recipe = tasks_lib.FinetuneSettings(**values)
   if recipe.max_len > model_max_len:
     logging.warning('%s: max_len %d > the model max_len %d; using %d',
                     task.name, recipe.max_len, model_max_len, model_max_len)
@@ -202,12 +204,8 @@ def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
 
 def _write_json(path: pathlib.Path, obj) -> None:
   """Indented JSON with lists of numbers on one line (per-item predictions)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix('.tmp')
-  text = _NUMBER_LIST.sub(lambda m: '[' + re.sub(r'\s+', '', m.group(1)) + ']',
-                         json.dumps(obj, indent=1))
-  tmp.write_text(text)
-  tmp.replace(path)
+  utils.atomic_write(path, _NUMBER_LIST.sub(
+      lambda m: '[' + re.sub(r'\s+', '', m.group(1)) + ']', json.dumps(obj, indent=1)))
 
 
 def _read(path: pathlib.Path) -> dict | None:
@@ -242,7 +240,7 @@ def _reuse(path: pathlib.Path, key: str, arm: str) -> bool:
 
 
 def encode_splits(task: tasks_lib.Task, data: tasks_lib.TaskData,
-                  tokenizer: encoding.Tokenizer, recipe: tasks_lib.Recipe,
+                  tokenizer: encoding.Tokenizer, recipe: tasks_lib.FinetuneSettings,
                   limits: Limits) -> tuple[dict, dict[str, encoding.Encoded]]:
   """({split: capped examples}, {split: encoded}); an empty extra test split
   is left out."""
@@ -301,7 +299,7 @@ def _probe_encoder(model_config, seed: int):
   model = trainer.make_model('classification', model_config, 2)
   dummy = np.zeros((1, 8), np.int32)
   params = model.init(
-      jax.random.fold_in(jax.random.PRNGKey(seed), trainer.INIT_STREAM),
+      trainer.stream_key(seed, trainer.INIT_STREAM),
       dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
   return jax.device_get(params['encoder'])
 
@@ -510,13 +508,25 @@ def summarise(task_dir: pathlib.Path, names: Sequence[str]) -> dict:
   return summary
 
 
+def load_tokenizer(pretrained: checkpoint.Pretrained) -> tokenizer_lib.Tokenizer:
+  """The checkpoint's tokenizer, refused (UserError) unless it is the one trained with."""
+  tokenizer = tokenizer_lib.Tokenizer.load(pretrained.tokenizer_path)
+  want = pretrained.meta.get('tokenizer_sha256')
+  if want and tokenizer.sha256 != want:
+    raise errors.UserError(
+        f'tokenizer {pretrained.tokenizer_path} (sha256 {tokenizer.sha256[:16]}) is not '
+        f'the one checkpoint {pretrained.ckpt_dir} was trained with (sha256 '
+        f'{want[:16]}); put that tokenizer back')
+  return tokenizer
+
+
 def evaluate_arm(config: ml_collections.ConfigDict,
                  pretrained: checkpoint.Pretrained,
                  eval_dir: str | pathlib.Path, *, arm: str) -> dict:
   """All configured tasks for one pretrained encoder; returns the summary."""
   config = settings(config)
   eval_dir = pathlib.Path(eval_dir)
-  tokenizer = tokenizer_lib.Tokenizer.load(pretrained.tokenizer_path)
+  tokenizer = load_tokenizer(pretrained)
   summary = {'arm': arm, 'checkpoint_step': pretrained.step, 'tasks': {}}
   for name in config.tasks or tasks_lib.LOCAL_TASKS:
     task = tasks_lib.get_task(name)

@@ -14,11 +14,11 @@ from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from lm_data import models
+from lm_data import utils
 from lm_data.finetune import encoding
 from lm_data.finetune import metrics
 from lm_data.finetune.tasks import base
@@ -42,6 +42,11 @@ MASKED_LOGIT = -1e9
 INIT_STREAM, DROPOUT_STREAM, SHUFFLE_STREAM = 0, 1, 2
 
 Params = Any
+
+
+def stream_key(seed: int, stream: int) -> jax.Array:
+  """The JAX key of one stream (init, dropout) of a fine-tuning seed."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), stream)
 
 
 def make_model(kind: str, config: models.BertConfig,
@@ -209,7 +214,7 @@ class FineTuner:
   """
 
   def __init__(self, kind: str, model_config: models.BertConfig,
-               num_labels: int, recipe: base.Recipe, num_train: int,
+               num_labels: int, recipe: base.FinetuneSettings, num_train: int,
                min_steps: int = 0):
     if num_train < 1:
       raise ValueError('fine-tuning needs at least one training example')
@@ -220,10 +225,9 @@ class FineTuner:
     self.min_steps = min_steps
     self.epochs = max(recipe.epochs, math.ceil(min_steps / self.steps_per_epoch))
     self.num_train_steps = self.steps_per_epoch * self.epochs
-    schedule = optimizer_lib.learning_rate_schedule(ml_collections.ConfigDict(
-        dict(learning_rate=recipe.learning_rate, schedule='linear',
-             warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
-             num_train_steps=self.num_train_steps)))
+    schedule = optimizer_lib.learning_rate_schedule(
+        recipe.learning_rate, warmup_steps=math.ceil(WARMUP_FRACTION * self.num_train_steps),
+        num_train_steps=self.num_train_steps)
     self.learning_rates = np.asarray(
         schedule(np.arange(self.num_train_steps)), np.float32)
 
@@ -236,7 +240,7 @@ class FineTuner:
     """
     dummy = np.zeros((1, self.recipe.max_len), np.int32)
     params = self._steps.model.init(
-        jax.random.fold_in(jax.random.PRNGKey(seed), INIT_STREAM),
+        stream_key(seed, INIT_STREAM),
         dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
     params = jax.device_get(params)
     if encoder_params is not None:
@@ -258,7 +262,7 @@ class FineTuner:
     the epoch are then shuffled, so a batch holds rows of similar length and
     is cut to its longest (rounded up to encoding.LENGTH_BUCKET).
     """
-    rng = np.random.default_rng([seed, SHUFFLE_STREAM, epoch])
+    rng = utils.rng(seed, SHUFFLE_STREAM, epoch)
     order = rng.permutation(len(data))[:self.steps_per_epoch * self.batch_size]
     lengths = encoding.row_lengths(data.features)
     width = data.features['segment_ids'].shape[1]
@@ -311,7 +315,7 @@ class FineTuner:
     higher-is-better. `label` tags the log lines.
     """
     opt_state = self._steps.optimizer.init(params)
-    dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), DROPOUT_STREAM)
+    dropout_key = stream_key(seed, DROPOUT_STREAM)
     best, best_params, best_epoch, history = -math.inf, params, 0, []
     step = 0
     for epoch in range(1, self.epochs + 1):

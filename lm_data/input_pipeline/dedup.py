@@ -22,6 +22,7 @@ import re
 
 import numpy as np
 
+from lm_data import utils
 from lm_data.input_pipeline.sources import Document
 
 # MinHash defaults: 128 hash functions, word 5-gram shingles, and a Jaccard
@@ -59,14 +60,6 @@ def _stable_hash(s: str) -> int:
       hashlib.blake2b(data, digest_size=_HASH_BYTES).digest(), 'little')
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-  """splitmix64 finaliser: a bijection of uint64 that scrambles all bits."""
-  x = np.asarray(x, dtype=np.uint64)
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EB
-  return x ^ (x >> 31)
-
-
 def word_hashes(
     word_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
   """Stable 64-bit hashes of the words of several texts, concatenated.
@@ -96,7 +89,7 @@ def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
   out = np.zeros(count, dtype=np.uint64)
   for k in range(n):
     out = out * _NGRAM_MULT + hashes[k:k + count]
-  return mix64(out)
+  return utils.mix64(out)
 
 
 def segment_ngrams(hashes: np.ndarray, offsets: np.ndarray,
@@ -144,7 +137,7 @@ def exact_dedup(docs: Sequence[Document]) -> tuple[list[Document], dict]:
 
 
 def _perm_params(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  rng = np.random.default_rng([seed, num_perm])
+  rng = utils.rng(seed, num_perm)
   a = rng.integers(0, _MAX_HASH, size=num_perm, dtype=np.uint64,
                    endpoint=True) | np.uint64(1)
   b = rng.integers(0, _MAX_HASH, size=num_perm, dtype=np.uint64,

@@ -26,7 +26,7 @@ import string
 
 import numpy as np
 
-from lm_data.input_pipeline import sampling
+from lm_data import utils
 from lm_data.input_pipeline.sources import Document
 
 # Synthetic web-page furniture written for this project (not scraped text).
@@ -64,7 +64,7 @@ _ALPHABET = np.frombuffer(TYPO_ALPHABET.encode('utf-32-le'), dtype=np.uint32)
 
 
 def _rng(seed: int, kind: str, doc: Document) -> np.random.Generator:
-  return sampling.domain_rng(seed, kind, doc.source, doc.doc_id)
+  return utils.rng(seed, kind, doc.source, doc.doc_id)
 
 
 def _shuffle_sentence(sentence: str, rng: np.random.Generator) -> str:

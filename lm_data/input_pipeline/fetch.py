@@ -76,8 +76,15 @@ class Archive:
     _PINS[self.filename] = self
 
 
-def cache_root() -> pathlib.Path:
-  """The cache folder: $LM_DATA_CACHE, else ~/.cache/lm_data."""
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> pathlib.Path:
+  """The cache folder: `cache_dir` if set, else $LM_DATA_CACHE, else ~/.cache/lm_data.
+
+  `cache_dir` is a config's `cache_dir`, which moves only the prepared data
+  and the measured peak FLOP/s; fetched archives always use the environment
+  (fetching knows no config).
+  """
+  if cache_dir:
+    return pathlib.Path(cache_dir).expanduser()
   return pathlib.Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
 

@@ -23,6 +23,7 @@ import grain
 import jax
 import numpy as np
 
+from lm_data import utils
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import packing
 
@@ -87,13 +88,13 @@ class TrainIterator(Iterator[Batch]):
     self._packed = packed
     self._global_batch_size = global_batch_size
     self._seed = seed
-    self._mask_seed = masking.derive_seed(seed, _MASK_PURPOSE)
+    self._mask_seed = utils.derive_seed(seed, _MASK_PURPOSE)
     self._mask_cfg = mask_cfg
     self._row_offset = process_index * self._local_size
     self._step = 0
     dataset = (
         grain.MapDataset.range(packed.num_rows)
-        .shuffle(seed=masking.derive_seed(seed, _SHUFFLE_PURPOSE)
+        .shuffle(seed=utils.derive_seed(seed, _SHUFFLE_PURPOSE)
                  % _GRAIN_SEED_MODULUS)
         .repeat(num_epochs)
         .batch(global_batch_size, drop_remainder=True)
@@ -218,7 +219,7 @@ def eval_batches(source: Any, domain: str | None = None, *, batch_size: int,
   """
   packed = as_packed(source) if domain is None else _held_out(source, domain)
   local_size = _check_split(batch_size, process_index, process_count)
-  mask_seed = masking.derive_seed(seed, _MASK_PURPOSE)
+  mask_seed = utils.derive_seed(seed, _MASK_PURPOSE)
   num_rows, seq_len = packed.tokens.shape
   batches = []
   for start in range(0, num_rows, batch_size):

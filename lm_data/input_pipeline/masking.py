@@ -12,20 +12,14 @@ import math
 
 import numpy as np
 
+from lm_data import utils
 from lm_data.input_pipeline import packing
+# Re-exported: callers and tests name the ids through this module.
+from lm_data.utils import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID  # pylint: disable=unused-import
 
-PAD_ID = 0
-UNK_ID = 1
-CLS_ID = 2
-SEP_ID = 3
-MASK_ID = 4
-DEFAULT_SPECIAL_IDS = frozenset({PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID})
+DEFAULT_SPECIAL_IDS = utils.SPECIAL_IDS
 BERT_MASK_RATE = 0.15
 
-# splitmix64 constants (Steele, Lea & Flood 2014).
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 # Distinct streams derived from one per-token hash.
 _STREAM_ACTION = np.uint64(1)
 _STREAM_RANDOM_TOKEN = np.uint64(2)
@@ -74,6 +68,21 @@ class MaskConfig:
       raise ValueError(f'vocab_size={self.vocab_size} leaves no non-special '
                        f'token (special ids: {sorted(self.special_ids)})')
 
+  @classmethod
+  def from_config(cls, mask, *, vocab_size: int,
+                  special_ids: frozenset[int] = DEFAULT_SPECIAL_IDS,
+                  mask_id: int = MASK_ID) -> 'MaskConfig':
+    """Training masking from a config's `mask` section (configs/common.py)."""
+    return cls(vocab_size=vocab_size, mask_rate=mask.mask_rate,
+               max_predictions=mask.max_predictions, special_ids=special_ids,
+               mask_id=mask_id)
+
+  def for_eval(self, mask) -> 'MaskConfig':
+    """Held-out masking: always at `mask.eval_mask_rate` (BERT's 15% by default),
+    never truncated, so recipes that train at another rate stay comparable."""
+    return dataclasses.replace(
+        self, mask_rate=mask.get('eval_mask_rate', BERT_MASK_RATE), max_predictions=None)
+
   @functools.cached_property
   def replacement_ids(self) -> np.ndarray:
     """Ids a random replacement is drawn from: all but the special ones."""
@@ -88,41 +97,16 @@ class MaskConfig:
     return math.ceil(self.mask_rate * seq_len)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-  """splitmix64 finaliser: a bijection of uint64 with good avalanche."""
-  x = x ^ (x >> np.uint64(30))
-  x = x * _MIX1
-  x = x ^ (x >> np.uint64(27))
-  x = x * _MIX2
-  return x ^ (x >> np.uint64(31))
-
-
-def _hash(*counters: np.ndarray | int) -> np.ndarray:
-  """Hash chain of broadcastable integer counters into uint64."""
-  with np.errstate(over='ignore'):
-    h = np.zeros((), np.uint64)
-    for c in counters:
-      h = _mix((h + _GOLDEN) ^ np.asarray(c).astype(np.uint64))
-  return h
-
-
 def _uniform(h: np.ndarray) -> np.ndarray:
   """uint64 hash -> float64 uniform in [0, 1)."""
   return (h >> np.uint64(64 - _MANTISSA_BITS)) * (2.0 ** -_MANTISSA_BITS)
 
 
-def derive_seed(seed: int, purpose: int) -> int:
-  """A 64-bit seed for one purpose (shuffling, masking, ...) of `seed`."""
-  return int(_hash(seed, purpose))
-
-
 def token_hashes(seed: int, step: int, rows: np.ndarray,
                  seq_len: int) -> np.ndarray:
   """uint64 [len(rows), seq_len] hash of (seed, step, global row, position)."""
-  row_hash = _hash(seed, step, np.asarray(rows, np.int64))
-  with np.errstate(over='ignore'):
-    return _mix((row_hash[:, None] + _GOLDEN)
-                ^ np.arange(seq_len, dtype=np.uint64)[None, :])
+  return utils.hash_counters(seed, step, np.asarray(rows, np.int64)[:, None],
+                             np.arange(seq_len, dtype=np.uint64)[None, :])
 
 
 def mask_batch(tokens: np.ndarray, segment_ids: np.ndarray, *, seed: int,
@@ -176,8 +160,8 @@ def mask_batch(tokens: np.ndarray, segment_ids: np.ndarray, *, seed: int,
 
   chosen_hash = np.take_along_axis(hashes, positions, axis=1)
   with np.errstate(over='ignore'):
-    action = _uniform(_mix(chosen_hash ^ _STREAM_ACTION))
-    random_hash = _mix(chosen_hash ^ _STREAM_RANDOM_TOKEN)
+    action = _uniform(utils.mix64(chosen_hash ^ _STREAM_ACTION))
+    random_hash = utils.mix64(chosen_hash ^ _STREAM_RANDOM_TOKEN)
   allowed = cfg.replacement_ids
   random_tokens = allowed[random_hash % np.uint64(allowed.size)]
   corrupted = np.where(

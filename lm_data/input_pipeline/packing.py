@@ -20,6 +20,8 @@ import pathlib
 
 import numpy as np
 
+from lm_data import utils
+
 # [CLS] + at least one content token + [SEP].
 MIN_SEGMENT_LEN = 3
 # Special tokens around every segment.
@@ -153,10 +155,8 @@ def save_packed(folder: str | pathlib.Path, packed: PackedArrays) -> None:
   folder.mkdir(parents=True, exist_ok=True)
   for name, array in ((TOKENS_FILE, packed.tokens),
                       (SEGMENT_IDS_FILE, packed.segment_ids)):
-    tmp = folder / (name + '.tmp')
-    with open(tmp, 'wb') as f:
+    with utils.atomic_file(folder / name) as f:
       np.save(f, np.asarray(array, np.int32))
-    tmp.replace(folder / name)  # Atomic: a reader never sees a partial file.
 
 
 def load_packed(folder: str | pathlib.Path, *, mmap: bool = True

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from lm_data import utils
 from lm_data.input_pipeline import corpus
 from lm_data.input_pipeline import decontaminate as decontaminate_lib
 from lm_data.input_pipeline import dedup
@@ -114,6 +115,18 @@ class Recipe:
         tfds_name=fields.get('tfds_name'))
     recipe.validate()
     return recipe
+
+  @classmethod
+  def for_arm(cls, data: Any, token_budget: int | None) -> 'Recipe':
+    """The recipe of a study arm's `data` config (configs/common.py data_recipe).
+
+    The config's `token_budget` / `budget_fraction` are the study's to resolve
+    (`study.run.Study.budgets`); `token_budget` is what it resolved them to.
+    """
+    fields = dict(data.to_dict() if hasattr(data, 'to_dict') else data)
+    fields.pop('budget_fraction', None)
+    fields.update(token_budget=token_budget, tfds_name=fields.get('tfds_name') or None)
+    return cls.from_config(fields)
 
   def validate(self) -> None:
     """Raises ValueError saying what to change in a bad recipe."""
@@ -366,7 +379,7 @@ def _select_and_pack(docs: Sequence[sources.Document], recipe: Recipe,
                      'tokens': subset.num_tokens,
                      'token_types': _token_types(taken)}
     chosen += taken
-  order = sampling.domain_rng(recipe.seed, 'pack').permutation(len(chosen))
+  order = utils.rng(recipe.seed, 'pack').permutation(len(chosen))
   tokens, segment_ids = _pack(tokenizer, [chosen[i] for i in order], seq_len)
   train_stats = {
       'domains': per_domain,

@@ -31,6 +31,7 @@ import re
 
 import numpy as np
 
+from lm_data import utils
 from lm_data.input_pipeline import dedup
 from lm_data.input_pipeline.sources import Document
 
@@ -188,7 +189,7 @@ def _ngram_char_fractions(norm_words: list[str]) -> dict[str, float]:
   vocab: dict[str, int] = {}
   ids = np.fromiter(map(vocab.setdefault, norm_words, itertools.count()),
                     np.int64, len(norm_words))
-  hashes = dedup.mix64(ids.astype(np.uint64))
+  hashes = utils.mix64(ids.astype(np.uint64))
 
   def covered_chars(starts: np.ndarray, n: int) -> int:
     cover = np.zeros(len(norm_words) + 1, dtype=np.int64)

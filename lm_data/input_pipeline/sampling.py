@@ -8,24 +8,10 @@ Budgets are met exactly: the last document of a prefix is cut to fit.
 
 from collections.abc import Mapping, Sequence
 import dataclasses
-import hashlib
 
 import numpy as np
 
-# Bytes of a sha256 digest used to turn a name into a seed component.
-_NAME_HASH_BYTES = 8
-
-
-def name_hash(name: str) -> int:
-  """A stable (process- and platform-independent) integer for a string."""
-  digest = hashlib.sha256(name.encode('utf-8')).digest()
-  return int.from_bytes(digest[:_NAME_HASH_BYTES], 'little')
-
-
-def domain_rng(seed: int, *names: str) -> np.random.Generator:
-  """A generator determined by `seed` and names (domain, purpose, ...)."""
-  return np.random.default_rng([seed, *(name_hash(n) for n in names)])
-
+from lm_data import utils
 
 @dataclasses.dataclass(frozen=True)
 class Subset:
@@ -46,7 +32,7 @@ class Subset:
 
 def permutation(num_docs: int, *, seed: int, domain: str) -> np.ndarray:
   """The document order of `domain` that every budget with `seed` shares."""
-  return domain_rng(seed, domain, 'subset').permutation(num_docs)
+  return utils.rng(seed, domain, 'subset').permutation(num_docs)
 
 
 def nested_subset(token_counts: Sequence[int], budget: int | None, *,

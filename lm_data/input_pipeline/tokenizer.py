@@ -18,11 +18,11 @@ import time
 import sentencepiece as spm
 
 from lm_data import errors
-from lm_data import files
-from lm_data.input_pipeline import sampling
+from lm_data import utils
+# The ids the special pieces below are trained at (re-exported for callers).
+from lm_data.utils import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 
 PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
 MODEL_TYPES = ('unigram', 'bpe')
 # Total characters of the training sample (lm1b's max_corpus_chars).
 DEFAULT_MAX_CHARS = 10_000_000
@@ -67,7 +67,7 @@ class Tokenizer:
   cls_id = CLS_ID
   sep_id = SEP_ID
   mask_id = MASK_ID
-  special_ids = frozenset({PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID})
+  special_ids = utils.SPECIAL_IDS
 
   def __init__(self, model_proto: bytes, path: pathlib.Path | None = None,
                num_threads: int | None = None):
@@ -138,7 +138,7 @@ def balanced_sample(texts_by_domain: Mapping[str, Iterable[str]], *,
   sample, stats = [], {}
   for domain in sorted(texts_by_domain):
     texts = list(texts_by_domain[domain])
-    order = sampling.domain_rng(seed, domain, 'tokenizer').permutation(
+    order = utils.rng(seed, domain, 'tokenizer').permutation(
         len(texts))
     chars = docs = 0
     for i in order:
@@ -257,8 +257,8 @@ def train_tokenizer(texts: Iterable[str] | Mapping[str, Iterable[str]],
       'model_sha256': hashlib.sha256(proto).hexdigest(),
       'domains': sample_stats,
   }
-  files.atomic_write(out_path.parent / SAMPLE_STATS_NAME,
+  utils.atomic_write(out_path.parent / SAMPLE_STATS_NAME,
                 json.dumps(stats, indent=2, sort_keys=True).encode())
   # The model goes last: its existence tells waiting processes all is written.
-  files.atomic_write(out_path, proto)
+  utils.atomic_write(out_path, proto)
   return out_path

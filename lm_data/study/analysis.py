@@ -1,4 +1,7 @@
-"""Statistics for the study report: scaling fit, task sensitivities, correlations.
+"""The study's comparisons for the report: scaling, task sensitivities, controls.
+
+The general statistics they use (t intervals, Welch contrasts, slopes, the
+power-law fit, correlations) are in `stats.py`.
 
 Every effect comes with a 95% interval and a `significant` flag (the interval
 excludes 0); `report.py` turns these into sentences.
@@ -17,7 +20,7 @@ Methods (also stated in the report):
   frequency-plus-copy baseline. Downstream claims (slopes, contrasts,
   literature verdicts) use only arms that pass; the others are shown, marked.
 * Per-arm scores: mean over seeds with a Student-t interval (n - 1 df).
-* Power law L(D) = E + B * D^-beta, only with >= MIN_FIT_DOF residual degrees
+* Power law L(D) = E + B * D^-beta, only with >= stats.MIN_FIT_DOF residual degrees
   of freedom (>= 5 arms); for a fixed beta the model is linear in (E, B), so
   beta is profiled on a grid; E >= 0. Intervals from a residual bootstrap
   (residuals inflated by sqrt(n / (n - 3))). Otherwise only the log-linear
@@ -30,43 +33,25 @@ Methods (also stated in the report):
   items: `paired.py` (item bootstrap + seed variance, t interval, Holm across
   tasks, minimum detectable effect at alpha 0.05 and power 0.8).
 * Correlations: Pearson and Spearman over arms with Fisher-z intervals, only
-  with >= MIN_CORRELATION_ARMS arms.
+  with >= stats.MIN_CORRELATION_ARMS arms.
 """
 
 from collections.abc import Sequence
-import functools
 import math
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
-from lm_data.finetune import metrics
 from lm_data.study import paired
+from lm_data.study import stats
 
-CI_LEVEL = metrics.CI_LEVEL
-BOOTSTRAP_SAMPLES = 1000
-BOOTSTRAP_SEED = 0
-POWER_LAW_PARAMS = 3            # E, B, beta
-# Residual degrees of freedom a fit needs before its parameters are reported:
-# with fewer, the curve (nearly) interpolates the points and its intervals
-# only restate them.
-MIN_FIT_DOF = 2
-# Fisher-z intervals need n > 3; below 5 arms they span most of [-1, 1].
-MIN_CORRELATION_ARMS = 5
-SPEARMAN_SE_FACTOR = 1.06       # Fieller, Hartley & Pearson (1957): se = 1.06/sqrt(n-3)
-BETA_BOUNDS = (1e-3, 3.0)       # scaling exponents outside this are not plausible
-BETA_COARSE_POINTS = 200
-BETA_FINE_POINTS = 50
-BETA_REFINEMENTS = 2            # finer grids around the best beta
-BAND_POINTS = 50
 # Subword tokens per English word (BERT-style vocabularies), to place our
 # budgets on the word axis papers use.
 TOKENS_PER_WORD = 1.3
 MINIBERTAS_SATURATION_WORDS = (1e7, 1e8)
 MUENNIGHOFF_MAX_REPEATS = 4.0
 SIZE_KEYS = ('budget_fraction', 'token_budget')
-QUALITY_KEYS = ('quality', 'degrade', 'extra_sources')
+QUALITY_KEYS = ('quality', 'degrade')
 LOWER_IS_BETTER = frozenset({'mse', 'loss'})
 # An arm has learned when its held-out loss at [MASK] is this far below the
 # unigram cross-entropy of the same positions (and accuracy beats freq+copy).
@@ -78,232 +63,6 @@ EVALUATIONS = {'probes': 'probe', 'tasks': 'finetune'}
 RANDOM_CONTROL = {'probe': 'random_init_probe', 'finetune': 'random_init'}
 # Evaluations that fine-tune (their seed variance can be pooled).
 FINE_TUNED = ('finetune', 'random_init')
-
-
-# ---------------------------------------------------------------- t intervals
-
-@functools.lru_cache(maxsize=None)
-def t_quantile(p: float, df: float) -> float:
-  """Quantile of Student's t with `df` degrees of freedom (p >= 0.5)."""
-  if not 0.5 <= p < 1 or df <= 0:
-    raise ValueError(f't_quantile needs 0.5 <= p < 1 and df > 0, got {p}, {df}')
-  return float(scipy.stats.t.ppf(p, df))
-
-
-def seed_interval(scores: Sequence[float]) -> dict[str, Any]:
-  """Mean, std and the 95% t interval over seeds (None below 2 seeds)."""
-  scores = np.asarray([s for s in scores if finite(s)], np.float64)
-  if scores.size == 0:
-    return {'mean': None, 'std': None, 'ci95': None, 'n': 0}
-  stats = metrics.mean_std_ci(scores)
-  return {k: stats[k] for k in ('mean', 'std', 'ci95', 'n')}
-
-
-def _effect(estimate: float, se: float | None, df: float | None,
-            **extra) -> dict[str, Any]:
-  """An estimate with its t interval, whether the interval excludes 0, and
-  the minimum detectable effect (two-sided alpha 0.05, power 0.8, same SE)."""
-  mde = None
-  if se == 0:
-    ci = [float(estimate), float(estimate)]   # identical scores: no spread
-  elif se is None or df is None or not df > 0:
-    ci = None
-  else:
-    half = t_quantile(1 - (1 - CI_LEVEL) / 2, df) * se
-    ci = [float(estimate - half), float(estimate + half)]
-    mde = half + t_quantile(paired.POWER, df) * se
-  significant = None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
-  return dict(estimate=float(estimate), ci95=ci, significant=significant,
-              se=se, df=df, mde=mde, **extra)
-
-
-def regression_slope(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
-  """OLS slope of y on x with a t interval (df = n - 2)."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if x.size < 2 or np.ptp(x) == 0:
-    raise ValueError('a slope needs at least two distinct x values')
-  xc = x - x.mean()
-  slope = float(xc @ (y - y.mean()) / (xc @ xc))
-  intercept = float(y.mean() - slope * x.mean())
-  df = x.size - 2
-  se = None
-  if df > 0:
-    residuals = y - intercept - slope * x
-    se = float(np.sqrt(residuals @ residuals / df / (xc @ xc)))
-  return _effect(slope, se, df if df > 0 else None, intercept=intercept,
-                 n=int(x.size))
-
-
-def contrast(groups: Sequence[Sequence[float]],
-             coefficients: Sequence[float]) -> dict[str, Any]:
-  """sum_j c_j * mean(group_j), with a Welch-Satterthwaite t interval."""
-  groups = [np.asarray(g, np.float64) for g in groups]
-  if any(g.size == 0 for g in groups):
-    raise ValueError('every group of a contrast needs at least one score')
-  estimate = sum(c * g.mean() for c, g in zip(coefficients, groups))
-  if any(g.size < 2 for g in groups):
-    return _effect(estimate, None, None)    # no within-group variance
-  terms = np.array([c * c * g.var(ddof=1) / g.size
-                    for c, g in zip(coefficients, groups)])
-  variance = terms.sum()
-  if variance == 0:
-    return _effect(estimate, 0.0, None)
-  df = variance**2 / sum(t * t / (g.size - 1) for t, g in zip(terms, groups))
-  return _effect(estimate, float(np.sqrt(variance)), float(df))
-
-
-# ----------------------------------------------------------------- power law
-
-def power_law(tokens: np.ndarray, e: float, b: float, beta: float) -> np.ndarray:
-  return e + b * np.asarray(tokens, np.float64)**(-beta)
-
-
-def _profile(x: np.ndarray, y: np.ndarray, betas: np.ndarray):
-  """Best (E >= 0, B) for each beta; returns (E, B, rss) arrays over betas."""
-  f = x[None, :]**(-betas[:, None])                       # [G, n]
-  n = x.size
-  sf, sff = f.sum(1), (f * f).sum(1)
-  sy, sfy = y.sum(), f @ y
-  det = n * sff - sf * sf
-  with np.errstate(divide='ignore', invalid='ignore'):
-    e = (sff * sy - sf * sfy) / det
-    b = (n * sfy - sf * sy) / det
-  clamp = ~(e >= 0)                                       # also catches det = 0
-  e = np.where(clamp, 0.0, e)
-  b = np.where(clamp, sfy / sff, b)
-  residuals = y[None, :] - e[:, None] - b[:, None] * f
-  return e, b, (residuals * residuals).sum(1)
-
-
-def fit_power_law(tokens: Sequence[float], loss: Sequence[float]) -> dict[str, Any]:
-  """Least-squares L(D) = E + B * D^-beta (E >= 0, beta in BETA_BOUNDS)."""
-  tokens = np.asarray(tokens, np.float64)
-  y = np.asarray(loss, np.float64)
-  if tokens.size < POWER_LAW_PARAMS or np.unique(tokens).size < POWER_LAW_PARAMS:
-    raise ValueError(f'a power law needs >= {POWER_LAW_PARAMS} distinct sizes')
-  # Scale D so that x^-beta stays well conditioned for every beta.
-  reference = float(np.exp(np.log(tokens).mean()))
-  x = tokens / reference
-  betas = np.geomspace(*BETA_BOUNDS, BETA_COARSE_POINTS)
-  for _ in range(BETA_REFINEMENTS + 1):
-    e, b, rss = _profile(x, y, betas)
-    i = int(np.argmin(rss))
-    previous = betas
-    betas = np.geomspace(betas[max(i - 1, 0)], betas[min(i + 1, betas.size - 1)],
-                         BETA_FINE_POINTS)
-  beta = float(previous[i])
-  at_bound = bool(np.isclose(beta, BETA_BOUNDS, rtol=1e-6).any())
-  return {'E': float(e[i]), 'B': float(b[i] * reference**beta), 'beta': beta,
-          'rss': float(rss[i]), 'n': int(tokens.size), 'beta_at_bound': at_bound}
-
-
-def _percentile_ci(samples: np.ndarray) -> list[float] | None:
-  samples = samples[np.isfinite(samples)]
-  if samples.size == 0:
-    return None
-  tail = (1 - CI_LEVEL) / 2 * 100
-  return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
-
-
-def loss_trend(tokens: Sequence[float], loss: Sequence[float]) -> dict[str, Any]:
-  """Held-out loss per decade of unique tokens: OLS slope, t interval (n - 2)."""
-  x = np.log10(np.asarray(tokens, np.float64))
-  if x.size < 3 or np.unique(x).size < 2:
-    return {'status': f'{np.unique(x).size} distinct sizes: no interval for a trend'}
-  return regression_slope(x, loss) | {'status': 'computed'}
-
-
-def loss_scaling(tokens: Sequence[float], loss: Sequence[float], *,
-                 samples: int = BOOTSTRAP_SAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
-  """Power-law fit with residual-bootstrap CIs for E, B, beta and a band.
-
-  Fitted only with >= MIN_FIT_DOF residual degrees of freedom; otherwise the
-  status says why and `trend` (loss per decade) is all that is reported.
-  """
-  tokens = np.asarray(tokens, np.float64)
-  loss = np.asarray(loss, np.float64)
-  distinct = np.unique(tokens).size
-  trend = loss_trend(tokens, loss)
-  if distinct - POWER_LAW_PARAMS < MIN_FIT_DOF:
-    return {'status': 'too few arms to fit',
-            'note': f'{distinct} distinct sizes for {POWER_LAW_PARAMS} parameters leave '
-                    f'{max(distinct - POWER_LAW_PARAMS, 0)} residual degree(s) of freedom '
-                    f'(a fit needs {MIN_FIT_DOF}): the curve would pass (nearly) through '
-                    'every point, so its parameters are not reported',
-            'trend': trend,
-            'significant_decrease': (bool(trend['ci95'][1] < 0)
-                                     if trend.get('ci95') else None),
-            'points': {'tokens': tokens.tolist(), 'loss': loss.tolist()}}
-  fit = fit_power_law(tokens, loss)
-  grid = np.geomspace(tokens.min(), tokens.max(), BAND_POINTS)
-  out = {'status': 'fitted', 'fit': fit, 'ci95': None, 'band': None,
-         'significant_decrease': None, 'trend': trend,
-         'points': {'tokens': tokens.tolist(), 'loss': loss.tolist()}}
-  dof = tokens.size - POWER_LAW_PARAMS
-  predicted = power_law(tokens, fit['E'], fit['B'], fit['beta'])
-  residuals = (loss - predicted) * np.sqrt(tokens.size / dof)
-  rng = np.random.default_rng(seed)
-  params = np.empty((samples, POWER_LAW_PARAMS))
-  curves = np.empty((samples, grid.size))
-  for s in range(samples):
-    y = predicted + rng.choice(residuals, tokens.size, replace=True)
-    refit = fit_power_law(tokens, y)
-    params[s] = refit['E'], refit['B'], refit['beta']
-    curves[s] = power_law(grid, *params[s])
-  tail = (1 - CI_LEVEL) / 2 * 100
-  low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
-  out['ci95'] = {name: _percentile_ci(params[:, k])
-                 for k, name in enumerate(('E', 'B', 'beta'))}
-  out['band'] = {'tokens': grid.tolist(),
-                 'fit': power_law(grid, fit['E'], fit['B'], fit['beta']).tolist(),
-                 'low': low.tolist(), 'high': high.tolist()}
-  # Loss falls with data when the band at the largest size lies wholly below
-  # the band at the smallest.
-  out['significant_decrease'] = bool(high[-1] < low[0])
-  return out
-
-
-# --------------------------------------------------------------- correlation
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-  """Pearson correlation; None when either side is constant."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if np.ptp(x) == 0 or np.ptp(y) == 0:
-    return None
-  return metrics.pearson(x, y)
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-  """Spearman rank correlation (ties get average ranks); None when constant."""
-  return pearson(metrics.rankdata(np.asarray(x)), metrics.rankdata(np.asarray(y)))
-
-
-def fisher_interval(r: float, n: int, se_factor: float = 1.0) -> list[float] | None:
-  """95% interval of a correlation from Fisher's z (se = factor / sqrt(n - 3))."""
-  if n <= 3 or r is None:
-    return None
-  if abs(r) >= 1:
-    return [float(r), float(r)]
-  half = scipy.stats.norm.ppf(0.5 + CI_LEVEL / 2) * se_factor / math.sqrt(n - 3)
-  z = math.atanh(r)
-  return [math.tanh(z - half), math.tanh(z + half)]
-
-
-def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
-  """Pearson and Spearman with Fisher-z intervals (>= MIN_CORRELATION_ARMS)."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if x.size < MIN_CORRELATION_ARMS:
-    return {'status': f'too few arms ({x.size} < {MIN_CORRELATION_ARMS}) for a '
-                      'correlation interval', 'n': int(x.size)}
-  out = {'status': 'computed', 'n': int(x.size)}
-  for name, fn, factor in (('pearson', pearson, 1.0),
-                           ('spearman', spearman, SPEARMAN_SE_FACTOR)):
-    estimate = fn(x, y)
-    ci = fisher_interval(estimate, x.size, factor) if estimate is not None else None
-    out[name] = {'estimate': estimate, 'ci95': ci,
-                 'significant': None if ci is None else bool(ci[0] > 0 or ci[1] < 0)}
-  return out
 
 
 # ------------------------------------------------------------------ the arms
@@ -333,18 +92,17 @@ def _oriented(effect: dict, metric: str) -> dict:
 
 def _compare(results: Sequence[dict], coefficients: Sequence[float],
              metric: str) -> dict | None:
-  """Oriented contrast of task results; None when one of them has no score."""
+  """Oriented stats.contrast of task results; None when one of them has no score."""
   groups = [task_scores(r) for r in results]
   if any(g.size == 0 for g in groups):
     return None
-  return _oriented(contrast(groups, coefficients), metric)
+  return _oriented(stats.contrast(groups, coefficients), metric)
 
 
 def manipulates_quality(recipe: dict) -> bool:
-  """Filtering, degradation or extra (low-quality) sources in the recipe."""
+  """Filtering or degradation in the recipe."""
   degrade = recipe.get('degrade') or {}
-  return bool(recipe.get('quality') or recipe.get('extra_sources')
-              or any(rate for rate in degrade.values()))
+  return bool(recipe.get('quality') or any(rate for rate in degrade.values()))
 
 
 def _recipe_key(recipe: dict, drop: Sequence[str]) -> str:
@@ -399,7 +157,7 @@ def size_sensitivity(arms: Sequence[dict], group: Sequence[int]) -> dict[str, di
     if len(set(x)) < 2:
       out[task] = {'status': 'fewer than two sizes scored', 'main_metric': metric}
       continue
-    out[task] = _oriented(regression_slope(x, y), metric) | {'status': 'computed'}
+    out[task] = _oriented(stats.regression_slope(x, y), metric) | {'status': 'computed'}
   return out
 
 
@@ -457,8 +215,8 @@ def domain_sensitivity(arms: Sequence[dict]) -> dict[str, dict]:
 
 
 def quality_reference(arms: Sequence[dict], arm: dict) -> int | None:
-  """The unfiltered arm to compare `arm` with: no quality steps, degradation or
-  extra sources, preferably the same recipe otherwise (domains, budget)."""
+  """The unfiltered arm to compare `arm` with: no quality steps or degradation,
+  preferably the same recipe otherwise (domains, budget)."""
   plain = [i for i, a in enumerate(arms) if not manipulates_quality(a['recipe'])]
   key = _recipe_key(arm['recipe'], QUALITY_KEYS)
   same = [i for i in plain if _recipe_key(arms[i]['recipe'], QUALITY_KEYS) == key]
@@ -484,20 +242,19 @@ def quality_sensitivity(arms: Sequence[dict]) -> dict[str, Any]:
                                   == _recipe_key(arm['recipe'], QUALITY_KEYS)),
         'quality': list(arm['recipe'].get('quality') or ()),
         'degrade': {k: v for k, v in (arm['recipe'].get('degrade') or {}).items() if v},
-        'extra_sources': list(arm['recipe'].get('extra_sources') or ()),
         'tasks': {t: e for t, e in per_task.items() if e}}
   return out
 
 
 def loss_correlations(arms: Sequence[dict]) -> dict[str, dict]:
-  """Per task: correlation over arms of pooled held-out loss and mean score."""
+  """Per task: stats.correlation over arms of pooled held-out loss and mean score."""
   out = {}
   for task in task_names(arms):
     pairs = [(a['heldout']['all']['loss'], a['tasks'][task]['mean']) for a in arms
              if task in a['tasks'] and finite(a['tasks'][task].get('mean'))
              and finite(a['heldout'].get('all', {}).get('loss'))]
     loss, score = (np.array(v, np.float64) for v in zip(*pairs)) if pairs else ([], [])
-    out[task] = correlation(loss, score) | {
+    out[task] = stats.correlation(loss, score) | {
         'main_metric': task_meta(arms, task)['main_metric']}
   return out
 
@@ -608,7 +365,7 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
         [{'task': t, 'effect': e} for t, e in computed.items()],
         words_range=[min(words), max(words)],
         below_saturation=max(words) < MINIBERTAS_SATURATION_WORDS[0],
-        loss_falls=(analysis.get('loss_scaling') or {}).get('significant_decrease'))
+        loss_falls=(analysis.get('stats.loss_scaling') or {}).get('significant_decrease'))
   domain = analysis.get('domain_sensitivity') or {}
   in_domain = [{'task': t, 'effect': e['in_domain']} for t, e in domain.items()
                if 'estimate' in e.get('in_domain', {})]
@@ -617,7 +374,7 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
   quality = analysis.get('quality_sensitivity') or {}
   filtered = [{'arm': name, 'reference': q['reference'], 'task': t, 'effect': e}
               for name, q in (quality.get('arms') or {}).items()
-              if q['quality'] and not q['degrade'] and not q['extra_sources']
+              if q['quality'] and not q['degrade']
               for t, e in q['tasks'].items()]
   if filtered:
     seen = {a['arm']: a.get('tokens_seen') for a in arms}
@@ -808,7 +565,7 @@ def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
     sized = [arms[i] for i in group
              if finite(arms[i]['heldout'].get('all', {}).get('loss'))]
     out['size_arms'] = [arms[i]['arm'] for i in group]
-    out['loss_scaling'] = loss_scaling([a['unique_tokens'] for a in sized],
+    out['stats.loss_scaling'] = stats.loss_scaling([a['unique_tokens'] for a in sized],
                                        [a['heldout']['all']['loss'] for a in sized])
   claim_group = size_group(claim_arms) if varies['size'] else []
   if group:

@@ -44,6 +44,7 @@ import ml_collections
 from absl import logging
 
 from lm_data import errors
+from lm_data import utils
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.input_pipeline import corpus
 from lm_data.input_pipeline import fetch
@@ -106,27 +107,22 @@ def export_bundle(config: ml_collections.ConfigDict, workdir: str | os.PathLike[
       'domains': prepared['domains'],
       'tasks': {k: v and pathlib.Path(v).name for k, v in prepared['tasks'].items()},
       'files': len(files), 'bytes': sum(p.stat().st_size for _, p in files)}
-  tmp = bundle.with_name(f'.{bundle.name}.{os.getpid()}.tmp')
-  try:
-    first_of: dict[str, str] = {}  # content sha256 -> name of its first copy
-    with tarfile.open(tmp, 'w:gz', compresslevel=_COMPRESS_LEVEL) as tar:
-      blob = json.dumps(manifest, indent=1, sort_keys=True).encode()
-      info = tarfile.TarInfo(MANIFEST)
-      info.size, info.mtime = len(blob), int(time.time())
-      tar.addfile(info, io.BytesIO(blob))
-      for name, path in files:
-        digest = fetch.sha256_of(path)
-        if digest in first_of:
-          info = tar.gettarinfo(path, arcname=name)
-          info.type, info.linkname, info.size = tarfile.LNKTYPE, first_of[digest], 0
-          tar.addfile(info)
-        else:
-          first_of[digest] = name
-          tar.add(path, arcname=name, recursive=False)
-    os.replace(tmp, bundle)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+  first_of: dict[str, str] = {}  # content sha256 -> name of its first copy
+  with utils.atomic_file(bundle) as f, tarfile.open(
+      fileobj=f, mode='w:gz', compresslevel=_COMPRESS_LEVEL) as tar:
+    blob = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    info = tarfile.TarInfo(MANIFEST)
+    info.size, info.mtime = len(blob), int(time.time())
+    tar.addfile(info, io.BytesIO(blob))
+    for name, path in files:
+      digest = fetch.sha256_of(path)
+      if digest in first_of:
+        info = tar.gettarinfo(path, arcname=name)
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, first_of[digest], 0
+        tar.addfile(info)
+      else:
+        first_of[digest] = name
+        tar.add(path, arcname=name, recursive=False)
   manifest['bundle_bytes'] = bundle.stat().st_size
   logging.info('bundle %s: %d files, %.1f MB of data in %.1f MB (%d stored once), %.0fs',
                bundle, len(files), manifest['bytes'] / 1e6, manifest['bundle_bytes'] / 1e6,

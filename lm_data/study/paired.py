@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from lm_data import utils
+
 ALPHA = 0.05
 POWER = 0.8
 BOOTSTRAP_SAMPLES = 1000
@@ -133,7 +135,7 @@ class Replicates:
   def __init__(self, items: TaskItems, *, samples: int = BOOTSTRAP_SAMPLES,
                seed: int = BOOTSTRAP_SEED):
     self.items = items
-    rng = np.random.default_rng(seed)
+    rng = utils.rng(seed)
     units = items.num_units
     # Resampling counts per unit, [B, units]; drawn once per task.
     self.counts = rng.multinomial(units, np.full(units, 1.0 / units), size=samples

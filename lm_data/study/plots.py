@@ -16,6 +16,7 @@ from matplotlib import ticker
 import numpy as np
 
 from lm_data.study import analysis
+from lm_data.study import stats
 
 DPI = 120
 PANEL_SIZE = (4.0, 3.2)        # inches per subplot
@@ -57,7 +58,7 @@ def _save(fig: mpl_figure.Figure, out_dir: pathlib.Path, name: str) -> str:
 
 def _error(result: dict) -> tuple[float, float]:
   """Asymmetric error bar (below, above): the t interval over the seeds."""
-  ci = analysis.seed_interval(result.get('scores') or [])['ci95']
+  ci = stats.seed_interval(result.get('scores') or [])['ci95']
   if not ci:
     return 0.0, 0.0
   return max(result['mean'] - ci[0], 0.0), max(ci[1] - result['mean'], 0.0)
@@ -116,7 +117,7 @@ def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
             label=f'E + B·D^-β, β={fit["beta"]:.2f}, E={fit["E"]:.2f}')
     if 'low' in band:
       ax.fill_between(band['tokens'], band['low'], band['high'], color='k',
-                      alpha=BAND_ALPHA, label=f'{analysis.CI_LEVEL:.0%} bootstrap band')
+                      alpha=BAND_ALPHA, label=f'{stats.CI_LEVEL:.0%} bootstrap band')
   ax.set_xscale('log')
   ax.set_xlabel('unique pretraining tokens D')
   ax.set_ylabel('held-out MLM loss')

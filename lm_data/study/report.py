@@ -9,17 +9,19 @@ carries the interval that supports it; an interval that includes 0 reads
 from collections.abc import Sequence
 import json
 import math
-import os
 import pathlib
 from typing import Any
 
 import numpy as np
 
+from lm_data import utils
 from lm_data.finetune import controls as controls_lib
 from lm_data.finetune import run as finetune_run
 from lm_data.study import analysis
 from lm_data.study import paired
 from lm_data.study import plots
+from lm_data.study import records
+from lm_data.study import stats
 
 REPORT_DIR = 'report'
 RESULTS_FILE = 'results.json'
@@ -35,30 +37,10 @@ CONTROL_LABELS = (('random_init', 'random init (fine-tuned)'),
                   ('random_init_probe', 'random init (probe)'),
                   ('lexical', 'lexical (bag of words / tag per word)'),
                   ('baseline', 'majority / mean'))
-# Record evaluation or control key -> init name of its result files.
-INIT_OF = {'tasks': 'pretrained', 'probes': 'probe', 'random_init': 'random',
-           'random_init_probe': 'random_probe', 'lexical': 'lexical',
-           'baseline': 'baseline'}
+INIT_OF = records.INIT_OF
 
 
 # ------------------------------------------------------------------- values
-
-def _json_safe(value: Any) -> Any:
-  """Plain JSON types; NaN and infinities become null."""
-  if hasattr(value, 'to_dict'):                 # ml_collections.ConfigDict
-    value = value.to_dict()
-  if isinstance(value, dict):
-    return {str(k): _json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple, np.ndarray)):
-    return [_json_safe(v) for v in value]
-  if isinstance(value, (bool, np.bool_)):
-    return bool(value)
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    return float(value) if math.isfinite(value) else None
-  return value
-
 
 def _check_arms(arms: Sequence[dict]) -> None:
   names = set()
@@ -177,7 +159,7 @@ def _score(result: dict | None) -> str:
   """mean ± std [95% t interval over seeds] (recomputed from the scores)."""
   if not result or result.get('mean') is None:
     return MISSING
-  stats = analysis.seed_interval(result.get('scores') or [])
+  stats = stats.seed_interval(result.get('scores') or [])
   if stats['n'] < 1:
     stats = {'mean': result['mean'], 'std': result.get('std'), 'ci95': None, 'n': 0}
   text = _num(stats['mean'])
@@ -437,13 +419,13 @@ def _scaling_section(result: dict, plots_written: dict) -> list[str]:
   else:
     fit, ci = scaling['fit'], scaling['ci95'] or {}
     lines.append(f'Fit L(D) = E + B·D^-β over {fit["n"]} arms (D = unique tokens; '
-                 f'{fit["n"] - analysis.POWER_LAW_PARAMS} residual df; shown to the '
+                 f'{fit["n"] - stats.POWER_LAW_PARAMS} residual df; shown to the '
                  'precision the intervals support): '
                  f'E = {_rounded(fit["E"], ci.get("E"))}, '
                  f'B = {fit["B"]:.2g} {_ci(ci.get("B"))}, '
                  f'β = {_rounded(fit["beta"], ci.get("beta"))}.')
     if fit['beta_at_bound']:
-      lines.append(f'β sits at its search bound {analysis.BETA_BOUNDS}: the data do '
+      lines.append(f'β sits at its search bound {stats.BETA_BOUNDS}: the data do '
                    'not pin the exponent down.')
     if scaling['significant_decrease'] is not None:
       low, high = scaling['band']['low'], scaling['band']['high']
@@ -540,8 +522,7 @@ def _quality_section(result: dict, plots_written: dict) -> list[str]:
   tasks = list(dict.fromkeys(t for q in quality['arms'].values() for t in q['tasks']))
   rows, claims = [], []
   for name, q in quality['arms'].items():
-    steps = ', '.join(q['quality'] + [f'{k}={v:g}' for k, v in q['degrade'].items()]
-                      + [f'+{s}' for s in q['extra_sources']])
+    steps = ', '.join(q['quality'] + [f'{k}={v:g}' for k, v in q['degrade'].items()])
     reference = q['reference'] + ('' if q['same_recipe_otherwise']
                                   else ' (differs in more than quality)')
     cells = []
@@ -565,7 +546,7 @@ def _correlation_section(result: dict) -> list[str]:
     return []
   lines = ['## Held-out loss vs task score', '',
            'Correlation over arms of the pooled held-out MLM loss with each task\'s '
-           f'mean score (Fisher-z intervals; at least {analysis.MIN_CORRELATION_ARMS} '
+           f'mean score (Fisher-z intervals; at least {stats.MIN_CORRELATION_ARMS} '
            'arms). Negative = lower loss goes with a higher score.', '']
   rows = []
   for task, c in corr.items():
@@ -644,9 +625,9 @@ def _methods_section() -> list[str]:
           'alternative. A fine-tuned evaluation with one seed uses the seed '
           'variance pooled over the task\'s other fine-tuned evaluations (the '
           'random-init control\'s seeds, arms with several seeds).',
-          f'- Power law: only with >= {analysis.MIN_FIT_DOF} residual degrees of '
-          f'freedom; β profiled on a log grid in {list(analysis.BETA_BOUNDS)} '
-          f'(E ≥ 0, B by least squares for each β); {analysis.BOOTSTRAP_SAMPLES} '
+          f'- Power law: only with >= {stats.MIN_FIT_DOF} residual degrees of '
+          f'freedom; β profiled on a log grid in {list(stats.BETA_BOUNDS)} '
+          f'(E ≥ 0, B by least squares for each β); {stats.BOOTSTRAP_SAMPLES} '
           'residual-bootstrap refits give the CIs and the band. Otherwise the '
           'log-linear trend (t interval, n - 2 df).',
           '- Size slopes: least squares on per-seed scores; t interval with n - 2 '
@@ -655,7 +636,7 @@ def _methods_section() -> list[str]:
           '- Domain and quality effects: differences of seed means, Welch '
           'intervals.',
           f'- Correlations: Fisher-z intervals, only with >= '
-          f'{analysis.MIN_CORRELATION_ARMS} arms.',
+          f'{stats.MIN_CORRELATION_ARMS} arms.',
           f'- Arms that have not learned (loss at [MASK] less than '
           f'{analysis.LEARN_MARGIN_NATS:g} nats below the unigram, or accuracy not '
           'above frequency+copy) are left out of slopes, contrasts, correlations and '
@@ -684,12 +665,6 @@ def render(results: dict) -> str:
   return '\n'.join(lines + _methods_section())
 
 
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
 def write_report(workdir: pathlib.Path, config: Any, arms: list[dict],
                  controls: dict) -> dict:
   """Writes DIR/report/{results.json, report.md, *.png}; returns results.json.
@@ -701,13 +676,12 @@ def write_report(workdir: pathlib.Path, config: Any, arms: list[dict],
   controls = controls or {}
   arms = [dict(arm, derived=_derived(arm, controls)) for arm in arms]
   items = load_items(pathlib.Path(workdir), arms, controls)
-  result = _json_safe(analysis.analyze(arms, items))
+  result = utils.json_safe(analysis.analyze(arms, items))
   out_dir = pathlib.Path(workdir) / REPORT_DIR
   plots_written = plots.write_plots(out_dir, arms, controls, result)
-  results = _json_safe({'name': config.get('name', ''), 'arms': arms,
+  results = utils.json_safe({'name': config.get('name', ''), 'arms': arms,
                         'controls': controls, 'analysis': result,
                         'plots': plots_written})
-  _write_atomic(out_dir / RESULTS_FILE,
-                json.dumps(results, indent=1, allow_nan=False))
-  _write_atomic(out_dir / REPORT_FILE, render(results))
+  utils.write_json(out_dir / RESULTS_FILE, results, allow_nan=False)
+  utils.atomic_write(out_dir / REPORT_FILE, render(results))
   return results

@@ -14,9 +14,9 @@ writes its own files.
 """
 
 import concurrent.futures
-import dataclasses
 import json
 import math
+import os
 import pathlib
 import re
 import time
@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 
 from lm_data import checks
 from lm_data import errors
+from lm_data import utils
 from lm_data.finetune import run as finetune_run
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.input_pipeline import loader
@@ -36,6 +37,7 @@ from lm_data.input_pipeline import prepare as prepare_lib
 from lm_data.input_pipeline import sampling
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.study import baselines
+from lm_data.study import records as records_lib
 from lm_data.study import report as report_lib
 from lm_data.train import trainer
 
@@ -46,16 +48,9 @@ LOADER_SEED_PURPOSE = 0x10AD
 EVAL_MASK_SEED_PURPOSE = 0xE7A1
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix('.tmp')
-  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-  tmp.replace(path)
-
-
 def plain(config: ml_collections.ConfigDict) -> dict:
-  """JSON-able copy of a config (to_dict() leaves ConfigDicts inside lists)."""
-  return json.loads(config.to_json_best_effort())
+  """JSON-able copy of a config."""
+  return utils.json_safe(config)
 
 
 def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
@@ -83,22 +78,19 @@ def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.Config
     if (arm.get('epochs') or 0) < 0:
       raise errors.UserError(f'arm {arm.name}: epochs={arm.epochs} must be >= 0 (0 = off)')
     with errors.as_user_errors(f'arm {arm.name}'):  # domains, quality steps, degradations
-      prepare_lib.Recipe.from_config(_recipe_fields(arm.data, budget=None))
-  if config.train.parallelism not in trainer.PARALLELISM:
-    raise errors.UserError(f'unknown train.parallelism {config.train.parallelism!r}; '
-                           f'known: {", ".join(trainer.PARALLELISM)}')
-  checks.check_study_config(config)  # batch sizes, model, dtype, tasks, cache dir
+      prepare_lib.Recipe.for_arm(arm.data, token_budget=None)
+  checks.check_study_config(config)  # batch sizes, parallelism, model, dtype, tasks, cache
   return [a for a in config.arms if not config.arm or a.name == config.arm]
 
 
-def _recipe_fields(data: ml_collections.ConfigDict, budget: int | None) -> dict:
-  """Config recipe -> prepare.Recipe fields (budget resolved by the study)."""
-  return dict(domains=list(data.domains), weights=data.weights, token_budget=budget,
-              seed=data.seed, quality=list(data.quality), degrade=dict(data.degrade),
-              decontaminate=data.decontaminate,
-              decontaminate_coverage=data.get('decontaminate_coverage',
-                                              prepare_lib.Recipe.decontaminate_coverage),
-              tfds_name=data.tfds_name or None)
+def tokenizer_meta(tokenizer: tokenizer_lib.Tokenizer, ckpt_dir: pathlib.Path) -> dict:
+  """Checkpoint meta naming the tokenizer: path relative to `ckpt_dir`, and sha256.
+
+  The relative path lets a moved or bundled workdir find its tokenizer; the
+  sha256 is checked when fine-tuning loads it (`finetune.run.load_tokenizer`).
+  """
+  return {'tokenizer_path': os.path.relpath(tokenizer.path.absolute(), ckpt_dir.absolute()),
+          'tokenizer_sha256': tokenizer.sha256}
 
 
 class Study:
@@ -119,19 +111,14 @@ class Study:
         self.domains, workdir / 'tokenizer' / 'spm.model', vocab_size=tc.vocab_size,
         model_type=tc.model_type, max_chars=tc.max_chars, seed=config.seed)
     self.tokenizer = tokenizer_lib.Tokenizer.load(self.tokenizer_path)
-    self.mask_cfg = masking.MaskConfig(
-        vocab_size=self.tokenizer.vocab_size, mask_rate=config.mask.mask_rate,
-        max_predictions=config.mask.max_predictions,
+    self.mask_cfg = masking.MaskConfig.from_config(
+        config.mask, vocab_size=self.tokenizer.vocab_size,
         special_ids=self.tokenizer.special_ids, mask_id=self.tokenizer.mask_id)
-    # Held-out loss is always measured at one masking rate (BERT's 15% by
-    # default), so recipes that train at another rate stay comparable.
-    self.eval_mask_cfg = dataclasses.replace(
-        self.mask_cfg, mask_rate=config.mask.get('eval_mask_rate', masking.BERT_MASK_RATE),
-        max_predictions=None)
+    self.eval_mask_cfg = self.mask_cfg.for_eval(config.mask)
 
   def prepare(self, data: ml_collections.ConfigDict, budget: int | None):
     return prepare_lib.prepare(
-        _recipe_fields(data, budget), self.tokenizer, seq_len=self.config.seq_len,
+        prepare_lib.Recipe.for_arm(data, budget), self.tokenizer, seq_len=self.config.seq_len,
         eval_texts=self.eval_texts, cache=self.cache, held_out_domains=self.domains)
 
   def budgets(self, arms) -> dict[str, int | None]:
@@ -151,7 +138,7 @@ class Study:
     return corpus
 
   def pretrain_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int,
-                   n: int) -> dict | None:
+                   n: int) -> records_lib.ArmRecord | None:
     """Prepare -> pretrain one arm; its record without downstream scores.
 
     The record holds the held-out MLM loss (also split at [MASK] and at other
@@ -173,22 +160,22 @@ class Study:
     data_stats = {**prepared.stats, 'epochs': sampling.epochs_for(tokens_seen, unique_tokens),
                   'prepared_path': str(prepared.path)}
     if self.is_main:
-      _write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
-                                            'num_train_steps': steps})
-      _write_json(arm_dir / 'data_stats.json', data_stats)
+      utils.write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
+                                                 'num_train_steps': steps}, sort_keys=True)
+      utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
 
     train_iter = loader.make_train_iterator(
         prepared, global_batch_size=c.train.global_batch_size,
-        seed=masking.derive_seed(c.seed, LOADER_SEED_PURPOSE), mask_cfg=self.mask_cfg,
+        seed=utils.derive_seed(c.seed, LOADER_SEED_PURPOSE), mask_cfg=self.mask_cfg,
         process_index=jax.process_index(), process_count=jax.process_count())
     eval_sets = {
         d: loader.eval_batches(
             prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
-            seed=masking.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
+            seed=utils.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
             process_index=jax.process_index(), process_count=jax.process_count())
         for d in self.domains}
-    meta = {'arm': arm.name, 'tokenizer_path': str(self.tokenizer_path.absolute()),
-            'tokenizer_sha256': self.tokenizer.sha256, 'config': plain(arm_cfg),
+    meta = {'arm': arm.name, **tokenizer_meta(self.tokenizer, arm_dir / 'checkpoints'),
+            'config': plain(arm_cfg),
             'vocab_size': self.tokenizer.vocab_size}
     try:
       result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
@@ -199,12 +186,11 @@ class Study:
       train_iter.close()
     if not result.finished:
       return None
-    return {'arm': arm.name, 'recipe': arm.data.to_dict(), 'budget': budget,
-            'unique_tokens': unique_tokens, 'tokens_seen': tokens_seen,
-            'epochs': data_stats['epochs'], 'steps': steps,
-            'train_flops': result.train_flops, 'data_stats': data_stats,
-            'heldout': result.heldout,
-            'mlm_baselines': self.mlm_baselines(prepared, eval_sets) if self.is_main else {}}
+    return records_lib.ArmRecord(
+        arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
+        tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
+        train_flops=result.train_flops, data_stats=data_stats, heldout=result.heldout,
+        mlm_baselines=self.mlm_baselines(prepared, eval_sets) if self.is_main else {})
 
   def mlm_baselines(self, prepared, eval_sets) -> dict:
     """Count-model references on all held-out rows.
@@ -218,35 +204,33 @@ class Study:
       eval_sets = {d: loader.eval_batches(
           prepared, d, batch_size=self.config.train.eval_batch_size,
           mask_cfg=self.eval_mask_cfg,
-          seed=masking.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
+          seed=utils.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
                    for d in self.domains}
     return baselines.heldout_baselines(counts, eval_sets)
 
-  def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int, n: int):
+  def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int,
+              n: int) -> records_lib.ArmRecord | None:
     """Prepare -> pretrain -> fine-tune one arm; returns its record or None if stopped."""
     record = self.pretrain_arm(arm, budget, k, n)
     return None if record is None else self.evaluate_arm(arm, record)
 
-  def evaluate_arm(self, arm: ml_collections.ConfigDict, record: dict) -> dict:
+  def evaluate_arm(self, arm: ml_collections.ConfigDict,
+                   record: records_lib.ArmRecord) -> records_lib.ArmRecord:
     """Downstream scores of a pretrained arm added to its record, which is written."""
     arm_dir = self.workdir / 'arms' / arm.name
-    tasks, controls = {}, {}
     if self.is_main:
       # Controls (random-init encoder, majority baseline) do not depend on the
       # arm: the fine-tuning run copies them from a sibling arm, so they cost once.
       summary = finetune_run.evaluate_checkpoint(self.config.finetune, arm_dir / 'checkpoints',
                                                  arm_dir / 'eval', arm=arm.name)
-      tasks = task_scores(summary, 'pretrained')
-      probes = task_scores(summary, 'probe')
-      controls = {'random_init': task_scores(summary, 'random'),
-                  'random_init_probe': task_scores(summary, 'random_probe'),
-                  'lexical': task_scores(summary, 'lexical'),
-                  'baseline': task_scores(summary, 'baseline')}
+      record.tasks = task_scores(summary, records_lib.INIT_OF['tasks'])
+      record.probes = task_scores(summary, records_lib.INIT_OF['probes'])
+      record.controls = {name: task_scores(summary, records_lib.INIT_OF[name])
+                         for name in records_lib.CONTROL_NAMES}
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'{arm.name} evaluated')  # process 0 fine-tunes
-    record.update(tasks=tasks, probes=probes if self.is_main else {}, controls=controls)
     if self.is_main:
-      _write_json(arm_dir / ARM_RESULT, record)
+      utils.write_json(arm_dir / ARM_RESULT, record.to_dict(), sort_keys=True)
     return record
 
 
@@ -254,12 +238,8 @@ def _minutes(seconds: float) -> str:
   return f'{int(seconds // 60)}m{int(seconds % 60):02d}s'
 
 
-def task_scores(summary: dict, init: str) -> dict:
-  """Fine-tuning summary -> {task: main metric on test: scores, mean, std, ci95}.
-
-  Also `files` (the per-seed results, per-item predictions inside, relative to
-  the arm's eval/<task>/) and, for probes, `layers` and `chosen_layers`.
-  """
+def task_scores(summary: dict, init: str) -> dict[str, records_lib.TaskScore]:
+  """Fine-tuning summary -> {task: main metric on test of the `init` encoder}."""
   out = {}
   for name, task in summary['tasks'].items():
     stats = task['inits'].get(init)
@@ -267,11 +247,11 @@ def task_scores(summary: dict, init: str) -> dict:
       continue
     metric = task['main_metric']
     test = stats['test'][metric]
-    out[name] = {'main_metric': metric, 'domain': task.get('domain'),
-                 'kind': task.get('kind'), 'scores': test.get('values'),
-                 'mean': test['mean'], 'std': test['std'], 'ci95': test['ci95'],
-                 **{k: stats[k] for k in ('files', 'layers', 'chosen_layers')
-                    if k in stats}}
+    out[name] = records_lib.TaskScore(
+        main_metric=metric, domain=task.get('domain'), kind=task.get('kind'),
+        scores=test.get('values'), mean=test['mean'], std=test['std'], ci95=test['ci95'],
+        files=stats.get('files'), layers=stats.get('layers'),
+        chosen_layers=stats.get('chosen_layers'))
   return out
 
 
@@ -296,7 +276,7 @@ def _run_arms(study: Study, arms, budgets, *, overlap: bool) -> list[dict] | Non
                  _minutes(time.perf_counter() - began))
     # As arm_result.json reads back (sorted keys, lists), so a re-run that loads
     # finished arms writes a byte-identical results.json.
-    return json.loads(json.dumps(record, sort_keys=True))
+    return json.loads(json.dumps(record.to_dict(), sort_keys=True))
 
   def raise_failed():
     for _, future in pending:
@@ -343,7 +323,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
   study = Study(config, workdir)
   if study.is_main:
-    _write_json(workdir / 'config.json', plain(config))
+    utils.write_json(workdir / 'config.json', plain(config), sort_keys=True)
   budgets = study.budgets(arms)
   records = _run_arms(study, arms, budgets,
                       overlap=config.get('overlap_downstream', True)

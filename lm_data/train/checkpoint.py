@@ -3,7 +3,8 @@
 One checkpoint step holds three items:
   state     TrainState (params, optimizer state, step, dropout RNG)
   data_iter the train iterator's JSON state, so a resumed run sees the same batches
-  meta      JSON: resolved config, model config, tokenizer path and sha256, and
+  meta      JSON: resolved config, model config, tokenizer path (relative to the
+            checkpoints folder; absolute in older runs) and sha256, and
             the sha256 of every array of `state` and of `data_iter`
 
 Orbax keeps no checksum of array data (a truncated file fails in TensorStore;
@@ -15,6 +16,7 @@ before; downstream loading refuses a damaged step.
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -259,13 +261,16 @@ class Pretrained:
   tokenizer_path: pathlib.Path
   step: int
   meta: dict
+  ckpt_dir: pathlib.Path | None = None
 
 
 def load_pretrained(ckpt_dir: str | pathlib.Path, step: int | None = None) -> Pretrained:
   """Restores config, encoder params and tokenizer path; never writes.
 
   Reads only the `params/encoder` subtree (not the optimizer state), so it is
-  cheap and safe to run beside the training job that owns `ckpt_dir`.
+  cheap and safe to run beside the training job that owns `ckpt_dir`. A
+  relative `tokenizer_path` in the meta is relative to `ckpt_dir` (so a moved
+  workdir still finds its tokenizer); older checkpoints hold absolute paths.
   """
   ckpt_dir = pathlib.Path(ckpt_dir)
   if not ckpt_dir.is_dir():
@@ -304,4 +309,5 @@ def load_pretrained(ckpt_dir: str | pathlib.Path, step: int | None = None) -> Pr
   return Pretrained(
       model_config=BertConfig(**meta['model_config']),
       encoder_params=state['params']['encoder'],
-      tokenizer_path=pathlib.Path(meta['tokenizer_path']), step=int(step), meta=meta)
+      tokenizer_path=pathlib.Path(os.path.normpath(ckpt_dir / meta['tokenizer_path'])),
+      step=int(step), meta=meta, ckpt_dir=ckpt_dir)

@@ -14,6 +14,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from lm_data import utils
+
 TRAIN_FORWARD_MULTIPLIER = 3
 
 # Dense peak TFLOP/s per chip from the vendors' data sheets (bf16).
@@ -80,8 +82,5 @@ def peak_flops_per_device(dtype=jnp.float32, *, override_tflops: float = 0.0,
   if key not in cached:
     cached[key] = measure_peak_flops(dtype)
     if path:
-      path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_suffix(f'.tmp{os.getpid()}')
-      tmp.write_text(json.dumps(cached, indent=1))
-      tmp.replace(path)
+      utils.write_json(path, cached)
   return cached[key], f'measured:{key}'

@@ -4,15 +4,10 @@ import json
 import pathlib
 import time
 
-import numpy as np
 import tensorboardX
 from absl import logging
 
-
-def _plain(value):
-  if isinstance(value, (np.generic, np.ndarray)):
-    return value.item() if np.ndim(value) == 0 else np.asarray(value).tolist()
-  return value
+from lm_data import utils
 
 
 class MetricWriter:
@@ -36,7 +31,7 @@ class MetricWriter:
   def write(self, step: int, metrics: dict, *, jsonl: bool = True) -> None:
     if not self.enabled:
       return
-    record = {'step': int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    record = {'step': int(step), **utils.json_safe(metrics, finite=False)}
     if jsonl:
       with self.path.open('a') as f:
         f.write(json.dumps(record) + '\n')
@@ -78,7 +73,10 @@ def reduce_sums(metrics: dict) -> dict:
 
 
 class Progress:
-  """Steps/s, ETA and core-hours since start (big_vision's Chrono, kept small)."""
+  """Seconds per step, elapsed time and ETA, and the progress log line.
+
+  A small cut of big_vision's Chrono: no core-hours or pause accounting.
+  """
 
   def __init__(self, total_steps: int, first_step: int, *, name: str = ''):
     self.total_steps = total_steps

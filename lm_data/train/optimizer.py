@@ -11,23 +11,30 @@ NO_DECAY_LEAVES = ('bias', 'scale')
 SCHEDULES = ('linear', 'cosine', 'constant')
 
 
-def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up to `cfg.learning_rate`, then linear/cosine decay to 0."""
-  if cfg.schedule not in SCHEDULES:
+def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
+                           num_train_steps: int, schedule: str = 'linear') -> optax.Schedule:
+  """Linear warm-up to `learning_rate`, then constant or linear/cosine decay to 0."""
+  if schedule not in SCHEDULES:
     raise ValueError(
-        f'unknown schedule {cfg.schedule!r}; known: {", ".join(SCHEDULES)}')
-  warmup = min(cfg.warmup_steps, cfg.num_train_steps)
-  decay_steps = max(cfg.num_train_steps - warmup, 1)
-  if cfg.schedule == 'constant':
-    after = optax.constant_schedule(cfg.learning_rate)
-  elif cfg.schedule == 'linear':
-    after = optax.linear_schedule(cfg.learning_rate, 0.0, decay_steps)
+        f'unknown schedule {schedule!r}; known: {", ".join(SCHEDULES)}')
+  warmup = min(warmup_steps, num_train_steps)
+  decay_steps = max(num_train_steps - warmup, 1)
+  if schedule == 'constant':
+    after = optax.constant_schedule(learning_rate)
+  elif schedule == 'linear':
+    after = optax.linear_schedule(learning_rate, 0.0, decay_steps)
   else:
-    after = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps)
+    after = optax.cosine_decay_schedule(learning_rate, decay_steps)
   if warmup == 0:
     return after
   return optax.join_schedules(
-      [optax.linear_schedule(0.0, cfg.learning_rate, warmup), after], [warmup])
+      [optax.linear_schedule(0.0, learning_rate, warmup), after], [warmup])
+
+
+def train_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
+  """The schedule of a pretraining `train` config."""
+  return learning_rate_schedule(cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                                num_train_steps=cfg.num_train_steps, schedule=cfg.schedule)
 
 
 def decay_mask(params) -> Mapping:
@@ -45,7 +52,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformati
       schedule, weight_decay, b1, b2, eps, clip_norm (<= 0 disables).
   """
   adamw = optax.adamw(
-      learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+      train_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
       weight_decay=cfg.weight_decay, mask=decay_mask)
   if cfg.clip_norm and cfg.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)

@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 
 from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import loader
+from lm_data.input_pipeline import masking
 from lm_data.models.bert import BertForMLM
 from lm_data.models.presets import make_config
 from lm_data.train import checkpoint, flops, metrics as metrics_lib, optimizer as optim
@@ -118,12 +119,13 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     label: names the arm on the progress line (default: the folder name).
     tensorboard_dir: also write the logged scalars there as TensorBoard events.
   """
-  tc = cfg.train
-  if tc.parallelism not in PARALLELISM:
-    raise ValueError(f'unknown train.parallelism {tc.parallelism!r}; known: jit, pmap')
+  tc = cfg.train  # validated by checks.check_study_config
+  # Prediction slots per row, as the loader's batches have them (None: from the rate).
+  predictions = masking.MaskConfig.from_config(
+      cfg.mask, vocab_size=vocab_size).num_predictions(cfg.seq_len)
   model_config = model_config_for(cfg, vocab_size)
   model = BertForMLM(model_config)
-  schedule = optim.learning_rate_schedule(tc)
+  schedule = optim.train_schedule(tc)
   tx = optim.make_optimizer(tc)
   mesh = steps.make_mesh()
   n_dev = mesh.size
@@ -135,7 +137,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
 
   with jax.set_mesh(mesh):
     init = jax.jit(lambda: steps.create_train_state(
-        model, tx, seq_len=cfg.seq_len, max_predictions=cfg.mask.max_predictions,
+        model, tx, seq_len=cfg.seq_len, max_predictions=predictions,
         seed=cfg.seed), out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))
     abstract = jax.eval_shape(init)
     manager = checkpoint.make_manager(
@@ -177,11 +179,11 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
 
     flops_per_step = flops.train_flops_per_step(
         model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,
-        predictions=cfg.mask.max_predictions)
+        predictions=predictions)
     # Measured once per machine and cached, so MFUs compare across arms and runs.
     peak, peak_source = flops.peak_flops_per_device(
         DTYPES[cfg.model.dtype], override_tflops=tc.peak_tflops,
-        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.get('cache_dir') else fetch.cache_root())
+        cache_dir=fetch.cache_root(cfg.get('cache_dir')))
     logging.info('%.3g FLOPs/step; peak %.3g FLOP/s/device (%s)', flops_per_step,
                  peak, peak_source)
     is_main = jax.process_index() == 0

@@ -1,14 +1,18 @@
 """finetune's entry point on a real (tiny) pretraining checkpoint and tokenizer."""
 
 import json
+import shutil
 
 import ml_collections
 import pytest
 
+from lm_data import errors
 from lm_data.finetune import run
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.finetune.tasks import base
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
+from lm_data.study import run as study_run
+from lm_data.train import checkpoint
 from lm_data.train import trainer as pretrain_lib
 from tests.finetune import test_trainer
 from tests.train import fixtures
@@ -30,7 +34,7 @@ def test_evaluate_reads_checkpoints_of_a_workdir(tmp_path, monkeypatch):
   splits = {'train': examples[:200], 'dev': examples[200:250],
             'test': examples[250:]}
   task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
-                   base.Recipe(learning_rate=1e-2, epochs=2, max_len=16),
+                   base.FinetuneSettings(learning_rate=1e-2, epochs=2, max_len=16),
                    load=lambda: base.TaskData(splits), description='')
   monkeypatch.setitem(tasks_lib.TASKS, task.name, task)
 
@@ -51,3 +55,43 @@ def test_evaluate_reads_checkpoints_of_a_workdir(tmp_path, monkeypatch):
     assert set(inits) == {'pretrained', 'probe', 'random', 'random_probe', 'lexical',
                           'baseline'}
     assert summary['checkpoint_step'] == 6
+
+
+@pytest.fixture
+def moved_workdir(tmp_path):
+  """A one-arm workdir written at `old/`, then moved to `new/`."""
+  examples = test_trainer._synthetic(300, 0)
+  tok_path = tokenizer_lib.train_tokenizer(
+      [e.text for e in examples] * 4, tmp_path / 'old' / 'tokenizer' / 'spm.model',
+      vocab_size=TOKENIZER_VOCAB, process_index=0)
+  tokenizer = tokenizer_lib.Tokenizer.load(tok_path)
+  arm_dir = tmp_path / 'old' / 'arms' / 'a'
+  pretrain_lib.pretrain(fixtures.tiny_config(), arm_dir,
+                        train_iter=fixtures.CountingIterator(), eval_sets={},
+                        vocab_size=VOCAB,
+                        meta=study_run.tokenizer_meta(tokenizer, arm_dir / 'checkpoints'))
+  new = tmp_path / 'new'
+  shutil.move(tmp_path / 'old', new)
+  return new, tokenizer
+
+
+def test_a_moved_workdir_restores_encoder_and_tokenizer(moved_workdir):
+  workdir, tokenizer = moved_workdir
+  pretrained = checkpoint.load_pretrained(workdir / 'arms' / 'a' / 'checkpoints')
+  assert pretrained.tokenizer_path == workdir / 'tokenizer' / 'spm.model'
+  loaded = run.load_tokenizer(pretrained)
+  assert loaded.sha256 == tokenizer.sha256
+  assert loaded.encode('good movie') == tokenizer.encode('good movie')
+  assert pretrained.model_config.num_layers == fixtures.tiny_config().model.overrides.num_layers
+
+
+def test_a_replaced_tokenizer_is_refused(moved_workdir):
+  workdir, _ = moved_workdir
+  other = tokenizer_lib.train_tokenizer(
+      [e.text for e in test_trainer._synthetic(300, 1)] * 4,
+      workdir / 'other' / 'spm.model', vocab_size=TOKENIZER_VOCAB + 8, process_index=0)
+  shutil.copy(other, workdir / 'tokenizer' / 'spm.model')
+  pretrained = checkpoint.load_pretrained(workdir / 'arms' / 'a' / 'checkpoints')
+  with pytest.raises(errors.UserError, match=r'tokenizer .*spm.model \(sha256 \w+\) is not '
+                     r'the one checkpoint .*checkpoints was trained with \(sha256 \w+\)'):
+    run.load_tokenizer(pretrained)

@@ -160,7 +160,7 @@ def test_random_probe_encoder_is_random_finetunings_start():
   from lm_data.finetune import run, trainer
   config = fakes.tiny_config()
   tuner = trainer.FineTuner('token_classification', config, 5,
-                            base.Recipe(max_len=16), 64)
+                            base.FinetuneSettings(max_len=16), 64)
   expected = tuner.init_params(4)['encoder']
   got = run._probe_encoder(config, 4)
   for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):

@@ -38,12 +38,12 @@ def test_find_checkpoints(tmp_path):
 
 def test_task_recipe_overrides_and_max_len_cap():
   task = base.Task('t', 'classification', 'accuracy', ('a', 'b'),
-                   base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+                   base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
                    load=lambda: None, description='')
   config = _config(overrides={'*': {'epochs': 1, 'max_train_examples': 10},
                               't': {'learning_rate': 0.5}})
   recipe, limits = run.task_recipe(task, config, 32)
-  assert recipe == base.Recipe(learning_rate=0.5, epochs=1, max_len=32)
+  assert recipe == base.FinetuneSettings(learning_rate=0.5, epochs=1, max_len=32)
   assert limits == run.Limits(10, run.DEFAULTS['max_dev_examples'],
                               run.DEFAULTS['max_test_examples'],
                               run.DEFAULTS['min_train_steps'])
@@ -65,7 +65,7 @@ def test_cap_is_deterministic_subsample():
 def test_run_task_writes_results_controls_and_resumes(tmp_path):
   """End to end on a synthetic task: files, schema, controls, items, resume."""
   model_config = fakes.tiny_config()
-  recipe = base.Recipe(learning_rate=1e-2, epochs=2, batch_size=32, max_len=16)
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=2, batch_size=32, max_len=16)
   examples = test_trainer._synthetic(600, 0)
   splits = {'train': examples[:400], 'dev': examples[400:500],
             'test': examples[500:], 'test_extra': examples[500:520]}

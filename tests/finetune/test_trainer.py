@@ -129,7 +129,7 @@ def tuned():
   tok = fakes.FakeTokenizer()
   train = encoding.encode(tok, 'classification', _synthetic(512, 0), 16)
   dev = encoding.encode(tok, 'classification', _synthetic(64, 1), 16)
-  recipe = base.Recipe(learning_rate=1e-2, epochs=3, batch_size=32, max_len=16)
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=3, batch_size=32, max_len=16)
   tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe,
                             len(train))
   fits = [tuner.fit(tuner.init_params(0), train, dev, seed=0,
@@ -153,7 +153,7 @@ def test_fit_is_deterministic_per_seed(tuned):
 
 
 def test_pretrained_encoder_replaces_random_one():
-  recipe = base.Recipe(max_len=16)
+  recipe = base.FinetuneSettings(max_len=16)
   tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe, 8)
   random_params = tuner.init_params(0)
   encoder = jax.tree.map(lambda x: np.full_like(x, 0.5), random_params['encoder'])
@@ -181,7 +181,7 @@ def test_qa_fits_and_scores_on_a_tiny_fixture():
   tok = fakes.FakeTokenizer()
   train = encoding.encode(tok, 'qa', examples[:64], 16)
   dev = encoding.encode(tok, 'qa', examples[64:], 16)
-  recipe = base.Recipe(learning_rate=1e-2, epochs=6, batch_size=16, max_len=16)
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=6, batch_size=16, max_len=16)
   tuner = trainer.FineTuner('qa', fakes.tiny_config(), 0, recipe, len(train))
   fit = tuner.fit(tuner.init_params(0), train, dev, seed=0,
                   main_metric='span_f1', patience=0)
@@ -198,7 +198,7 @@ def test_length_grouped_batches_cover_each_row_once_and_fit_their_width():
   data = encoding.encode(tok, 'classification',
                          [base.Example(text=t, label=0) for t in texts], 48)
   tuner = trainer.FineTuner('classification', fakes.tiny_config(max_len=48), 2,
-                            base.Recipe(batch_size=16, max_len=48), len(data),
+                            base.FinetuneSettings(batch_size=16, max_len=48), len(data),
                             min_steps=40)
   assert (tuner.steps_per_epoch, tuner.epochs) == (12, 4)   # ceil(40 / 12) epochs
   assert tuner.num_train_steps == 48
@@ -231,7 +231,7 @@ def test_predict_in_length_batches_equals_a_full_width_forward(kind):
   else:
     data = encoding.encode(tok, kind, [base.Example(text=' '.join(w), label=0)
                                        for w in words], 32)
-  tuner = trainer.FineTuner(kind, config, 3, base.Recipe(max_len=32), len(data))
+  tuner = trainer.FineTuner(kind, config, 3, base.FinetuneSettings(max_len=32), len(data))
   params = tuner.init_params(0)
   model = trainer.make_model(kind, config, 3)
   full = model.apply({'params': params}, *(data.features[k] for k in trainer.FEATURES),
@@ -252,7 +252,7 @@ def test_early_stopping_waits_for_min_steps():
   dev = encoding.encode(tok, 'classification',
                         [base.Example(text='same words here', label=k % 2)
                          for k in range(16)], 16)
-  recipe = base.Recipe(learning_rate=1e-3, epochs=5, batch_size=16, max_len=16)
+  recipe = base.FinetuneSettings(learning_rate=1e-3, epochs=5, batch_size=16, max_len=16)
   # A constant input: dev accuracy never moves, so patience 1 stops at epoch 2
   # (8 steps) -- unless 12 steps must be done first (epoch 3).
   for min_steps, expected_steps in ((0, 8), (12, 12)):

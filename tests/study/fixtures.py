@@ -17,7 +17,7 @@ def task_result(scores, metric='accuracy', domain=None):
 def recipe(domains=HELDOUT_DOMAINS, budget_fraction=1.0, quality=(), degrade=None):
   return {'domains': list(domains), 'weights': None, 'budget_fraction': budget_fraction,
           'token_budget': 0, 'seed': 0, 'quality': list(quality),
-          'degrade': dict(degrade or {}), 'extra_sources': [], 'decontaminate': True}
+          'degrade': dict(degrade or {}), 'decontaminate': True}
 
 
 def arm(name, recipe_, unique_tokens, loss, tasks, tokens_seen=4_000_000):

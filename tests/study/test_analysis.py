@@ -4,20 +4,21 @@ import numpy as np
 import pytest
 
 from lm_data.study import analysis
+from lm_data.study import stats
 from tests.study import fixtures
 
 
 @pytest.mark.parametrize('p, df, expected', [
     (0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 10, 2.228), (0.995, 5, 4.032)])
 def test_t_quantile_matches_tables(p, df, expected):
-  assert analysis.t_quantile(p, df) == pytest.approx(expected, abs=1e-3)
+  assert stats.t_quantile(p, df) == pytest.approx(expected, abs=1e-3)
 
 
 def test_power_law_recovers_parameters():
   tokens = np.geomspace(1e5, 1e8, 6)
   rng = np.random.default_rng(0)
   loss = 1.8 + 40.0 * tokens**-0.35 + rng.normal(0, 0.002, tokens.size)
-  fit = analysis.fit_power_law(tokens, loss)
+  fit = stats.fit_power_law(tokens, loss)
   assert fit['E'] == pytest.approx(1.8, abs=0.05)
   assert fit['beta'] == pytest.approx(0.35, abs=0.03)
   assert fit['B'] == pytest.approx(40.0, rel=0.3)
@@ -26,7 +27,7 @@ def test_power_law_recovers_parameters():
 
 def test_power_law_exact_points():
   tokens = np.array([1e4, 1e5, 1e6, 1e7])
-  fit = analysis.fit_power_law(tokens, 2.5 + 7.0 * tokens**-0.2)
+  fit = stats.fit_power_law(tokens, 2.5 + 7.0 * tokens**-0.2)
   assert fit['E'] == pytest.approx(2.5, abs=1e-3)
   assert fit['B'] == pytest.approx(7.0, rel=1e-2)
   assert fit['beta'] == pytest.approx(0.2, abs=1e-3)
@@ -35,7 +36,7 @@ def test_power_law_exact_points():
 def test_loss_scaling_bootstrap_covers_truth_and_falls():
   tokens = np.geomspace(1e5, 1e7, 5)
   loss = 2.0 + 30.0 * tokens**-0.3 + np.array([0.01, -0.01, 0.005, -0.005, 0.0])
-  result = analysis.loss_scaling(tokens, loss, samples=200)
+  result = stats.loss_scaling(tokens, loss, samples=200)
   low, high = result['ci95']['beta']
   assert low < 0.3 < high
   assert result['significant_decrease']
@@ -44,17 +45,17 @@ def test_loss_scaling_bootstrap_covers_truth_and_falls():
 
 
 def test_loss_scaling_needs_two_residual_degrees_of_freedom():
-  too_few = analysis.loss_scaling([1e5, 1e6, 1e6], [3, 2, 2])
+  too_few = stats.loss_scaling([1e5, 1e6, 1e6], [3, 2, 2])
   assert too_few['status'] == 'too few arms to fit'
   # 4 arms, 3 parameters: 1 residual df, not enough; the trend is reported.
   tokens = [1e5, 1e6, 1e7, 1e8]
-  four = analysis.loss_scaling(tokens, [3.0, 2.5, 2.2, 2.05])
+  four = stats.loss_scaling(tokens, [3.0, 2.5, 2.2, 2.05])
   assert four['status'] == 'too few arms to fit' and 'fit' not in four
   assert '1 residual degree(s) of freedom' in four['note']
   slope, intercept = np.polyfit(np.log10(tokens), [3.0, 2.5, 2.2, 2.05], 1)
   assert four['trend']['estimate'] == pytest.approx(slope)
   assert four['trend']['df'] == 2 and four['significant_decrease']
-  five = analysis.loss_scaling(np.geomspace(1e5, 1e7, 5), [3.0, 2.6, 2.4, 2.3, 2.25],
+  five = stats.loss_scaling(np.geomspace(1e5, 1e7, 5), [3.0, 2.6, 2.4, 2.3, 2.25],
                                samples=50)
   assert five['status'] == 'fitted' and five['ci95'] is not None
 
@@ -62,7 +63,7 @@ def test_loss_scaling_needs_two_residual_degrees_of_freedom():
 def test_regression_slope_matches_polyfit():
   x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
   y = np.array([1.1, 1.9, 3.2, 3.9, 5.1])
-  effect = analysis.regression_slope(x, y)
+  effect = stats.regression_slope(x, y)
   slope, intercept = np.polyfit(x, y, 1)
   assert effect['estimate'] == pytest.approx(slope)
   assert effect['intercept'] == pytest.approx(intercept)
@@ -82,21 +83,21 @@ def test_slope_interval_coverage_and_power():
   covered, strong, null_hits, trials = 0, 0, 0, 400
   for _ in range(trials):
     noise = rng.normal(0, 0.02, x.size)
-    effect = analysis.regression_slope(x, 0.3 + 0.04 * x + noise)
+    effect = stats.regression_slope(x, 0.3 + 0.04 * x + noise)
     covered += effect['ci95'][0] <= 0.04 <= effect['ci95'][1]
     strong += effect['significant'] and effect['ci95'][0] > 0
-    null_hits += analysis.regression_slope(x, 0.5 + noise)['significant']
+    null_hits += stats.regression_slope(x, 0.5 + noise)['significant']
   assert 0.92 <= covered / trials <= 0.98
   assert strong == trials
   assert null_hits / trials < 0.1
 
 
 def test_contrast_welch_by_hand():
-  effect = analysis.contrast([[1, 2, 3], [4, 6, 8]], [1.0, -1.0])
+  effect = stats.contrast([[1, 2, 3], [4, 6, 8]], [1.0, -1.0])
   assert effect['estimate'] == pytest.approx(-4.0)
   assert effect['se'] == pytest.approx(np.sqrt(5 / 3))
   assert effect['df'] == pytest.approx(50 / 17)
-  single = analysis.contrast([[1.0], [2.0, 3.0]], [1.0, -1.0])
+  single = stats.contrast([[1.0], [2.0, 3.0]], [1.0, -1.0])
   assert single['ci95'] is None and single['significant'] is None
 
 
@@ -108,31 +109,31 @@ def test_contrast_welch_by_hand():
 def test_correlations_by_hand(x, y, pearson, spearman):
   # Ties: x ranks [1, 2.5, 2.5, 4] -> dx=[-1.5,0,0,1.5], dy=[-1.5,.5,-.5,1.5],
   # sum dx*dy = 4.5, sum dx^2 = 4.5, sum dy^2 = 5.
-  assert analysis.spearman(x, y) == pytest.approx(spearman)
-  assert analysis.pearson(x, y) == pytest.approx(pearson)
+  assert stats.spearman(x, y) == pytest.approx(spearman)
+  assert stats.pearson(x, y) == pytest.approx(pearson)
 
 
 def test_fisher_interval_by_hand():
   # r = 0.5, n = 10: z = atanh(0.5) = 0.549306, half = 1.959964 / sqrt(7).
-  low, high = analysis.fisher_interval(0.5, 10)
+  low, high = stats.fisher_interval(0.5, 10)
   assert (low, high) == pytest.approx((np.tanh(0.549306 - 0.740802),
                                        np.tanh(0.549306 + 0.740802)), abs=1e-5)
-  assert analysis.fisher_interval(0.5, 3) is None
-  result = analysis.correlation([1, 2, 3, 4], [2, 1, 4, 3])
+  assert stats.fisher_interval(0.5, 3) is None
+  result = stats.correlation([1, 2, 3, 4], [2, 1, 4, 3])
   assert result['status'].startswith('too few arms (4 < 5)')
 
 
 def test_seed_interval_is_student_t():
-  stats = analysis.seed_interval([0.5, 0.6, 0.7])
+  stats = stats.seed_interval([0.5, 0.6, 0.7])
   half = 4.302653 * 0.1 / np.sqrt(3)
   assert stats['ci95'] == pytest.approx([0.6 - half, 0.6 + half], abs=1e-6)
-  assert analysis.seed_interval([0.5])['ci95'] is None
+  assert stats.seed_interval([0.5])['ci95'] is None
 
 
 def test_correlation_constant_and_few():
-  assert analysis.pearson([1, 2, 3], [5, 5, 5]) is None
-  assert analysis.correlation([1, 2], [3, 4])['status'].startswith('too few arms')
-  result = analysis.correlation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
+  assert stats.pearson([1, 2, 3], [5, 5, 5]) is None
+  assert stats.correlation([1, 2], [3, 4])['status'].startswith('too few arms')
+  result = stats.correlation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
   assert result['spearman']['estimate'] == pytest.approx(-1.0)
   assert result['pearson']['ci95'] == pytest.approx([-1.0, -1.0])
 

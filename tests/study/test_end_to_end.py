@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from lm_data.study import records
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = 'configs/size_ablation.py:smoke'
 TIMEOUT_S = 1200
@@ -63,6 +65,9 @@ def test_smoke_study_writes_report_and_survives_kill(tmp_path):
   assert set(refs) == {'mask', 'other', 'all'}
   assert refs['mask']['predictions'] == arm['heldout']['all']['predictions_mask']
   assert list((straight / 'tensorboard' / arm['arm']).glob('events.out.tfevents.*'))
+  # The typed record reads back what the study wrote, field for field.
+  written = json.loads((straight / 'arms' / arm['arm'] / 'arm_result.json').read_text())
+  assert records.ArmRecord.from_dict(written).to_dict() == written
 
   killed = tmp_path / 'killed'
   proc = _main(killed)

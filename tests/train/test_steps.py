@@ -19,7 +19,7 @@ def _setup(**train):
   cfg = fixtures.tiny_config(**train)
   model = BertForMLM(trainer.model_config_for(cfg, VOCAB))
   tx = optim.make_optimizer(cfg.train)
-  schedule = optim.learning_rate_schedule(cfg.train)
+  schedule = optim.train_schedule(cfg.train)
   state = steps.create_train_state(model, tx, seq_len=cfg.seq_len,
                                    max_predictions=cfg.mask.max_predictions, seed=0)
   return cfg, model, tx, schedule, state
@@ -111,7 +111,7 @@ def test_weight_decay_skips_biases_and_layernorm():
 
 def test_linear_warmup_then_linear_decay():
   cfg = fixtures.tiny_config(learning_rate=1.0, warmup_steps=4, num_train_steps=12)
-  schedule = optim.learning_rate_schedule(cfg.train)
+  schedule = optim.train_schedule(cfg.train)
   np.testing.assert_allclose([schedule(s) for s in (0, 2, 4, 8, 12)],
                              [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
 

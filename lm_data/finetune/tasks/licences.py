@@ -68,7 +68,7 @@ def read_licences(path: pathlib.Path) -> base.TaskData:
 TASKS = (
     base.Task(name='licence_category', kind='classification',
               main_metric='macro_f1', label_names=LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=128),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=128),
               load=lambda: read_licences(fetch.fetch(ARCHIVE)),
               description=__doc__, domain='legal'),
 )

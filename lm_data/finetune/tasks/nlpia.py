@@ -25,8 +25,7 @@ import csv
 import io
 import pathlib
 
-import numpy as np
-
+from lm_data import utils
 from lm_data.finetune.tasks import base
 from lm_data.input_pipeline import fetch
 
@@ -100,7 +99,7 @@ def add_negatives(pairs: list[base.Example], split: str) -> list[base.Example]:
   """Each positive pair followed by its statement with another pair's reply."""
   if len({p.text_b for p in pairs}) < 2:
     raise ValueError(f'dialog split {split!r} needs >= 2 distinct replies')
-  rng = np.random.default_rng([NEGATIVE_SEED, base.SPLITS.index(split)])
+  rng = utils.rng(NEGATIVE_SEED, base.SPLITS.index(split))
   out = []
   for pair in pairs:
     j = int(rng.integers(len(pairs)))
@@ -137,17 +136,17 @@ def read_dialog(path: pathlib.Path) -> base.TaskData:
 TASKS = (
     base.Task(name='trec', kind='classification', main_metric='accuracy',
               label_names=TREC_LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=32),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=32),
               load=lambda: read_trec(fetch.fetch(ARCHIVE)),
               description=__doc__),
     base.Task(name='sms_spam', kind='classification', main_metric='mcc',
               label_names=SMS_LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_sms(fetch.fetch(ARCHIVE)),
               description=__doc__),
     base.Task(name='dialog_reply', kind='pair_classification',
               main_metric='accuracy', label_names=DIALOG_LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_dialog(fetch.fetch(ARCHIVE)),
               description=__doc__, domain='conversational'),
 )

@@ -129,12 +129,12 @@ def read_hedge(path: pathlib.Path) -> base.TaskData:
 TASKS = (
     base.Task(name='pos_oanc', kind='token_classification',
               main_metric='token_accuracy', label_names=PENN_TAGS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_pos(fetch.fetch(ARCHIVE)),
               description=__doc__),
     base.Task(name='hedge', kind='classification', main_metric='accuracy',
               label_names=HEDGE_LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=lambda: read_hedge(fetch.fetch(ARCHIVE)),
               description=__doc__, domain='encyclopedic'),
 )

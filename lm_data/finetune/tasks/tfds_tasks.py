@@ -30,25 +30,25 @@ class _Glue:
   labels: tuple[str, ...]
   main_metric: str
   tests: dict[str, str]       # our split name -> TFDS split
-  recipe: base.Recipe
+  recipe: base.FinetuneSettings
 
 
 _GLUE = {
     'glue/sst2': _Glue('classification', ('sentence', None),
                        ('negative', 'positive'), 'accuracy',
-                       {'test': 'validation'}, base.Recipe(2e-5, 3, 32, 128)),
+                       {'test': 'validation'}, base.FinetuneSettings(2e-5, 3, 32, 128)),
     'glue/mnli': _Glue('pair_classification', ('premise', 'hypothesis'),
                        ('entailment', 'neutral', 'contradiction'), 'accuracy',
                        {'test': 'validation_matched',
                         'test_mismatched': 'validation_mismatched'},
-                       base.Recipe(2e-5, 3, 32, 128)),
+                       base.FinetuneSettings(2e-5, 3, 32, 128)),
     'glue/qqp': _Glue('pair_classification', ('question1', 'question2'),
                       ('not_duplicate', 'duplicate'), 'accuracy',
-                      {'test': 'validation'}, base.Recipe(2e-5, 3, 32, 128)),
+                      {'test': 'validation'}, base.FinetuneSettings(2e-5, 3, 32, 128)),
     'glue/stsb': _Glue('regression', ('sentence1', 'sentence2'), (), 'pearson',
-                       {'test': 'validation'}, base.Recipe(2e-5, 5, 32, 128)),
+                       {'test': 'validation'}, base.FinetuneSettings(2e-5, 5, 32, 128)),
 }
-SQUAD_RECIPE = base.Recipe(3e-5, 2, 32, 384)
+SQUAD_RECIPE = base.FinetuneSettings(3e-5, 2, 32, 384)
 
 
 def _records(name: str, split: str) -> Iterator[dict]:

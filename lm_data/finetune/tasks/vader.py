@@ -115,10 +115,10 @@ def load_rating() -> base.TaskData:
 TASKS = (
     base.Task(name='vader_sentiment', kind='classification',
               main_metric='accuracy', label_names=LABELS,
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=load_sentiment, description=__doc__),
     base.Task(name='vader_rating', kind='regression', main_metric='pearson',
               label_names=(),
-              recipe=base.Recipe(learning_rate=1e-3, epochs=3, max_len=64),
+              recipe=base.FinetuneSettings(learning_rate=1e-3, epochs=3, max_len=64),
               load=load_rating, description=__doc__),
 )

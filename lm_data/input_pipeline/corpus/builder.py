@@ -23,8 +23,8 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lm_data import utils
 from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import sampling
 from lm_data.input_pipeline import sources
 
 TRAIN = 'train'
@@ -49,7 +49,7 @@ def doc_key(doc: sources.Document) -> str:
 
 def validation_mask(docs: Sequence[sources.Document]) -> np.ndarray:
   """Which documents are held out (see the module docstring)."""
-  fractions = np.array([sampling.name_hash(doc_key(d)) / _HASH_RANGE
+  fractions = np.array([utils.name_hash(doc_key(d)) / _HASH_RANGE
                         for d in docs], dtype=np.float64)
   mask = fractions < VALIDATION_FRACTION
   wanted = min(MIN_VALIDATION_DOCS, len(docs) // 2)

@@ -1,0 +1,48 @@
+"""Tests for study.records: the typed per-arm record and its JSON schema."""
+
+import json
+import pathlib
+
+from lm_data.study import records
+from lm_data.study import report
+from lm_data.study import run
+
+# An arm_result.json written by the size-ablation smoke study (size_1-4).
+REAL_RECORD = pathlib.Path(__file__).parent / 'data' / 'arm_result.json'
+
+
+def test_a_real_record_round_trips_to_the_same_json():
+  written = json.loads(REAL_RECORD.read_text())
+  record = records.ArmRecord.from_dict(written)
+  assert record.to_dict() == written
+  assert json.dumps(record.to_dict(), sort_keys=True) == json.dumps(written, sort_keys=True)
+  # Typed access reaches what the report reads by key.
+  trec = record.tasks['trec']
+  assert trec.main_metric == written['tasks']['trec']['main_metric'] == 'accuracy'
+  assert trec.scores == written['tasks']['trec']['scores']
+  assert record.probes['trec'].chosen_layers == written['probes']['trec']['chosen_layers']
+  assert set(record.controls) == set(records.CONTROL_NAMES) == set(written['controls'])
+  assert set(report.REQUIRED_ARM_KEYS) <= set(record.to_dict())
+
+
+def test_optional_score_fields_are_written_only_when_set():
+  score = records.TaskScore(main_metric='mcc', domain=None, kind='classification',
+                            scores=[0.1, 0.3], mean=0.2, std=0.1414, ci95=None)
+  assert set(score.to_dict()) == {'main_metric', 'domain', 'kind', 'scores', 'mean',
+                                  'std', 'ci95'}
+  with_files = records.TaskScore(**{**score.to_dict(), 'files': ['seed_0.json']})
+  assert with_files.to_dict()['files'] == ['seed_0.json']
+
+
+def test_task_scores_reads_a_finetuning_summary():
+  summary = {'tasks': {'trec': {
+      'kind': 'classification', 'domain': None, 'main_metric': 'accuracy',
+      'inits': {'pretrained': {'test': {'accuracy': {
+          'values': [0.5, 0.7], 'mean': 0.6, 'std': 0.1414, 'ci95': [0.4, 0.8]}},
+          'files': ['seed_0.json', 'seed_1.json']}}}}}
+  scores = run.task_scores(summary, 'pretrained')
+  assert scores['trec'].to_dict() == {
+      'main_metric': 'accuracy', 'domain': None, 'kind': 'classification',
+      'scores': [0.5, 0.7], 'mean': 0.6, 'std': 0.1414, 'ci95': [0.4, 0.8],
+      'files': ['seed_0.json', 'seed_1.json']}
+  assert run.task_scores(summary, 'probe') == {}
