@@ -71,14 +71,10 @@ def higher_is_better(metric: str) -> bool:
   return metric not in LOWER_IS_BETTER
 
 
-def finite(value: float | None) -> bool:
-  return value is not None and math.isfinite(value)
-
-
 def task_scores(result: dict) -> np.ndarray:
   """Per-seed scores of one arm on one task (the mean alone if no seeds)."""
-  scores = [s for s in result.get('scores') or () if finite(s)]
-  if not scores and finite(result.get('mean')):
+  scores = [s for s in result.get('scores') or () if stats.finite(s)]
+  if not scores and stats.finite(result.get('mean')):
     scores = [result['mean']]
   return np.asarray(scores, np.float64)
 
@@ -251,8 +247,8 @@ def loss_correlations(arms: Sequence[dict]) -> dict[str, dict]:
   out = {}
   for task in task_names(arms):
     pairs = [(a['heldout']['all']['loss'], a['tasks'][task]['mean']) for a in arms
-             if task in a['tasks'] and finite(a['tasks'][task].get('mean'))
-             and finite(a['heldout'].get('all', {}).get('loss'))]
+             if task in a['tasks'] and stats.finite(a['tasks'][task].get('mean'))
+             and stats.finite(a['heldout'].get('all', {}).get('loss'))]
     loss, score = (np.array(v, np.float64) for v in zip(*pairs)) if pairs else ([], [])
     out[task] = stats.correlation(loss, score) | {
         'main_metric': task_meta(arms, task)['main_metric']}
@@ -299,7 +295,7 @@ def repetition(arms: Sequence[dict], group: Sequence[int]) -> dict[str, Any]:
     compared[arms[i]['arm']] = {
         'epochs': epochs,
         'loss_change': (loss - ref_loss) / ref_loss
-                       if finite(loss) and finite(ref_loss) else None,
+                       if stats.finite(loss) and stats.finite(ref_loss) else None,
         'tasks': {t: e for t, e in tasks.items() if e}}
   if not compared:
     return {'status': f'no arm trains for {ref_epochs:.3g}-'
@@ -403,8 +399,8 @@ def learning_check(arm: dict) -> dict[str, Any] | None:
   heldout = (arm.get('heldout') or {}).get(POOLED) or {}
   refs = (arm.get('mlm_baselines') or {}).get(POOLED) or {}
   mask, other, total = (refs.get(k) or {} for k in ('mask', 'other', 'all'))
-  if not (finite(heldout.get('loss_mask')) and finite(mask.get('unigram_loss'))
-          and finite(heldout.get('accuracy')) and finite(total.get('freq_copy_accuracy'))):
+  if not (stats.finite(heldout.get('loss_mask')) and stats.finite(mask.get('unigram_loss'))
+          and stats.finite(heldout.get('accuracy')) and stats.finite(total.get('freq_copy_accuracy'))):
     return None
   margin = mask['unigram_loss'] - heldout['loss_mask']
   beats_copy = heldout['accuracy'] > total['freq_copy_accuracy']
@@ -563,7 +559,7 @@ def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
   group = size_group(arms) if varies['size'] else []
   if group:
     sized = [arms[i] for i in group
-             if finite(arms[i]['heldout'].get('all', {}).get('loss'))]
+             if stats.finite(arms[i]['heldout'].get('all', {}).get('loss'))]
     out['size_arms'] = [arms[i]['arm'] for i in group]
     out['stats.loss_scaling'] = stats.loss_scaling([a['unique_tokens'] for a in sized],
                                        [a['heldout']['all']['loss'] for a in sized])

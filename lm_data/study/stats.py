@@ -35,6 +35,10 @@ BAND_POINTS = 50
 
 
 
+def finite(value: float | None) -> bool:
+  return value is not None and math.isfinite(value)
+
+
 @functools.lru_cache(maxsize=None)
 def t_quantile(p: float, df: float) -> float:
   """Quantile of Student's t with `df` degrees of freedom (p >= 0.5)."""
