@@ -159,12 +159,12 @@ def _score(result: dict | None) -> str:
   """mean ± std [95% t interval over seeds] (recomputed from the scores)."""
   if not result or result.get('mean') is None:
     return MISSING
-  stats = stats.seed_interval(result.get('scores') or [])
-  if stats['n'] < 1:
-    stats = {'mean': result['mean'], 'std': result.get('std'), 'ci95': None, 'n': 0}
-  text = _num(stats['mean'])
-  if stats['n'] > 1:
-    text += f' ± {_num(stats["std"])} {_ci(stats["ci95"])}'
+  interval = stats.seed_interval(result.get('scores') or [])
+  if interval['n'] < 1:
+    interval = {'mean': result['mean'], 'std': result.get('std'), 'ci95': None, 'n': 0}
+  text = _num(interval['mean'])
+  if interval['n'] > 1:
+    text += f' ± {_num(interval["std"])} {_ci(interval["ci95"])}'
   return text
 
 

@@ -124,9 +124,9 @@ def test_fisher_interval_by_hand():
 
 
 def test_seed_interval_is_student_t():
-  stats = stats.seed_interval([0.5, 0.6, 0.7])
+  interval = stats.seed_interval([0.5, 0.6, 0.7])
   half = 4.302653 * 0.1 / np.sqrt(3)
-  assert stats['ci95'] == pytest.approx([0.6 - half, 0.6 + half], abs=1e-6)
+  assert interval['ci95'] == pytest.approx([0.6 - half, 0.6 + half], abs=1e-6)
   assert stats.seed_interval([0.5])['ci95'] is None
 
 
