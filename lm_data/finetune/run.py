@@ -509,15 +509,20 @@ def summarise(task_dir: pathlib.Path, names: Sequence[str]) -> dict:
 
 
 def load_tokenizer(pretrained: checkpoint.Pretrained) -> tokenizer_lib.Tokenizer:
-  """The checkpoint's tokenizer, refused (UserError) unless it is the one trained with."""
-  tokenizer = tokenizer_lib.Tokenizer.load(pretrained.tokenizer_path)
+  """The checkpoint's tokenizer, refused (UserError) unless it is the one trained with.
+
+  Checkpoints before the sha256 was stored load unchecked.
+  """
+  path = pretrained.tokenizer_path
   want = pretrained.meta.get('tokenizer_sha256')
-  if want and tokenizer.sha256 != want:
-    raise errors.UserError(
-        f'tokenizer {pretrained.tokenizer_path} (sha256 {tokenizer.sha256[:16]}) is not '
-        f'the one checkpoint {pretrained.ckpt_dir} was trained with (sha256 '
-        f'{want[:16]}); put that tokenizer back')
-  return tokenizer
+  if want:  # before parsing: a damaged file gets this message, not the parser's
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want:
+      raise errors.UserError(
+          f'tokenizer {path} (sha256 {got[:16]}) is not the one checkpoint '
+          f'{pretrained.ckpt_dir} was trained with (sha256 {want[:16]}); put that '
+          'tokenizer back')
+  return tokenizer_lib.Tokenizer.load(path)
 
 
 def evaluate_arm(config: ml_collections.ConfigDict,
