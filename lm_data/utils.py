@@ -95,7 +95,7 @@ _NAME_HASH_BYTES = 8
 
 def mix64(x: np.ndarray | int) -> np.ndarray:
   """splitmix64 finaliser: a bijection of uint64 that scrambles all bits."""
-  x = np.asarray(x).astype(np.uint64)
+  x = np.asarray(x).astype(np.uint64, copy=False)  # no copy on the hot (masking) path
   with np.errstate(over='ignore'):
     x = (x ^ (x >> np.uint64(30))) * _MIX1
     x = (x ^ (x >> np.uint64(27))) * _MIX2
