@@ -102,8 +102,8 @@ def run_torch(compiled: bool, model: str, batch: int, seq: int) -> dict:
                       num_hidden_layers=ours.num_layers, num_attention_heads=ours.num_heads,
                       intermediate_size=ours.intermediate_size, hidden_act='gelu_new',
                       hidden_dropout_prob=_DROPOUT.value,
-                      attention_probs_dropout_prob=_DROPOUT.value, max_position_embeddings=512)
-  config._attn_implementation = 'sdpa'
+                      attention_probs_dropout_prob=_DROPOUT.value, max_position_embeddings=512,
+                      attn_implementation='sdpa')
   torch.manual_seed(0)
   net = BertForMaskedLM(config).to(device).train()
   no_decay = [p for n, p in net.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
