@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from lm_data import checks
 from lm_data import cli
+from lm_data import compile_cache
 from lm_data import distributed
 from lm_data import logs
 from lm_data.finetune import run
@@ -34,6 +35,7 @@ def main(argv):
   logs.quiet_libraries()
   with cli.user_errors():
     distributed.initialize()
+    compile_cache.enable()  # one program per task shape: re-runs skip compiling
     # Fine-tuning runs are small and independent: on a multi-host job only
     # process 0 evaluates and writes, the others have nothing to do.
     if jax.process_index() == 0:

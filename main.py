@@ -18,6 +18,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from lm_data import cli
+from lm_data import compile_cache
 from lm_data import distributed
 from lm_data import logs
 from lm_data.study import run
@@ -49,6 +50,7 @@ def main(argv):
     cli.fail('--config and --workdir are required (only --verify_cache runs without them)')
   with cli.user_errors():
     distributed.initialize()
+    compile_cache.enable(FLAGS.config.get('cache_dir') or None)
     if _PREPARE_ONLY.value:
       run.prepare_study(FLAGS.config, _WORKDIR.value)
     else:

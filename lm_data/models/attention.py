@@ -96,7 +96,8 @@ def dot_product_attention(q: jax.Array,
   scale = 1.0 / math.sqrt(q.shape[-1])
   # [B,N,S,D]: batch axes lead in every dot (measured 2x faster fwd+bwd on CPU
   # than contracting the [B,S,N,D] layout directly).
-  q, k, v = (jnp.swapaxes(x, 1, 2).astype(dtype) for x in (q * scale, k, v))
+  q, k, v = (jnp.swapaxes(x, 1, 2).astype(dtype)
+             for x in (q.astype(jnp.float32) * scale, k, v))
   scores = jnp.einsum('bnqd,bnkd->bnqk', q, k,
                       preferred_element_type=jnp.float32)
   # An additive bias (select once on the [B,1,S,S] mask, not on the scores)
@@ -136,7 +137,7 @@ def _blocked_forward(q, k, v, seg_q, seg_k, rng, *, block_q, block_k, dtype,
   """Returns (out [B,Sq,N,D] float32, logsumexp [nq,B,N,bq] float32)."""
   batch, len_q, heads, head_dim = q.shape
   scale = 1.0 / math.sqrt(head_dim)
-  qb = _pad_to_blocks((q * scale).astype(dtype), block_q)
+  qb = _pad_to_blocks((q.astype(jnp.float32) * scale).astype(dtype), block_q)
   kb = _pad_to_blocks(k.astype(dtype), block_k)
   vb = _pad_to_blocks(v.astype(dtype), block_k)
   sqb = _pad_to_blocks(seg_q, block_q)  # Padding gets segment 0: masked.
@@ -217,7 +218,7 @@ def _blocked_bwd(block_q, block_k, dtype, dropout_rate, residuals, d_out):
   # delta_i = Σ_j P_ij dP_ij = rowsum(dO ∘ O), also with dropout.
   delta = jnp.einsum('bqnd,bqnd->bnq', d_out.astype(jnp.float32),
                      out.astype(jnp.float32))
-  qb = _pad_to_blocks((q * scale).astype(dtype), block_q)
+  qb = _pad_to_blocks((q.astype(jnp.float32) * scale).astype(dtype), block_q)
   dob = _pad_to_blocks(d_out.astype(dtype), block_q)
   sqb = _pad_to_blocks(seg_q, block_q)
   deltab = _pad_to_blocks(jnp.moveaxis(delta, 2, 1), block_q)  # [nq,B,bq,N]

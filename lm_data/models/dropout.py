@@ -43,7 +43,9 @@ def keep_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
 def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
   """Zeroes entries with probability `rate`, scales the rest by 1/(1-rate)."""
   keep = keep_mask(rng, rate, x.shape)
-  return jnp.where(keep, x * (1.0 / (1.0 - rate)), jnp.zeros_like(x))
+  # Scaled in float32: 1/(1-rate) rounded to bf16 would bias every kept value.
+  scaled = (x.astype(jnp.float32) * (1.0 / (1.0 - rate))).astype(x.dtype)
+  return jnp.where(keep, scaled, jnp.zeros_like(x))
 
 
 class Dropout(nn.Module):

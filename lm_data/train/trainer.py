@@ -6,6 +6,7 @@ import json
 import pathlib
 import signal
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -103,6 +104,15 @@ def evaluate(eval_step, params, eval_sets: Mapping[str, Iterable[dict]],
   return results
 
 
+def _log_first_step(writer, name: str, step: int, began: float, init_s: float) -> None:
+  """Time from `pretrain`'s start to the first finished step (compile included)."""
+  total = time.perf_counter() - began
+  logging.info('%s: first step after %.1f s (state init/restore %.1f s, first step '
+               'with compilation %.1f s)', name, total, init_s, total - init_s)
+  writer.write(step, {'event': 'first_step', 'time_to_first_step_s': total,
+                      'init_s': init_s})
+
+
 def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
              train_iter: TrainIterator, eval_sets: Mapping[str, Iterable[dict]],
              vocab_size: int, meta: dict[str, Any], label: str = '',
@@ -119,6 +129,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     label: names the arm on the progress line (default: the folder name).
     tensorboard_dir: also write the logged scalars there as TensorBoard events.
   """
+  began = time.perf_counter()
   tc = cfg.train  # validated by checks.check_study_config
   # Prediction slots per row, as the loader's batches have them (None: from the rate).
   predictions = masking.MaskConfig.from_config(
@@ -162,6 +173,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     else:
       state = init()
     start = int(state.step)
+    init_s = time.perf_counter() - began
 
     to_device = functools.partial(loader.global_batch_to_device,
                                   sharding=steps.batch_sharding(mesh))
@@ -196,51 +208,61 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
     def host_state(s):
       return jax.device_get(steps.unreplicate(s)) if tc.parallelism == 'pmap' else s
 
-    def report(step, m):
-      """Checks and logs the metrics of `step` (fetched one step late: no stall)."""
-      m = jax.device_get(m)
-      if tc.parallelism == 'pmap':
-        m = steps.unreplicate(m)
-      if not bool(m['finite']):
-        raise NonFiniteError(
-            f'{arm_dir.name}: non-finite loss or gradient at step {step} '
-            f'(loss_sum={float(m["loss_sum"])}, grad_norm={float(m["grad_norm"])}); '
-            'lower train.learning_rate or raise train.warmup_steps')
-      for k in ('loss_sum', 'correct_sum', 'weight_sum'):
-        window[k] = window.get(k, 0.0) + float(m[k])
-      if step % tc.log_every and step != tc.num_train_steps:
-        return
-      timing = progress.tick(step)
-      out = metrics_lib.reduce_sums({**m, **window})  # means over the window
-      window.clear()
-      out['tokens_per_sec'] = tokens_per_step / timing['step_time']
-      out['mfu'] = flops_per_step / timing['step_time'] / (peak * n_dev)
-      out.update(timing)
-      writer.write(step, out)
-      progress.log(step, timing, out)
+    def report(pending):
+      """Fetches the metrics of `pending` [(step, metrics)] at once, checks, logs.
 
-    pending = None
+      One host round trip per log period (not per step): a non-finite loss stops
+      the run at most log_every steps later, naming the step where it appeared,
+      and before any checkpoint holding it is written (callers flush first).
+      """
+      fetched = jax.device_get([m for _, m in pending])
+      for (step, _), m in zip(pending, fetched):
+        if tc.parallelism == 'pmap':
+          m = steps.unreplicate(m)
+        if not bool(m['finite']):
+          raise NonFiniteError(
+              f'{arm_dir.name}: non-finite loss or gradient at step {step} '
+              f'(loss_sum={float(m["loss_sum"])}, grad_norm={float(m["grad_norm"])}); '
+              'lower train.learning_rate or raise train.warmup_steps')
+        for k in ('loss_sum', 'correct_sum', 'weight_sum'):
+          window[k] = window.get(k, 0.0) + float(m[k])
+        if step % tc.log_every and step != tc.num_train_steps:
+          continue
+        timing = progress.tick(step)
+        out = metrics_lib.reduce_sums({**m, **window})  # means over the window
+        window.clear()
+        out['tokens_per_sec'] = tokens_per_step / timing['step_time']
+        out['mfu'] = flops_per_step / timing['step_time'] / (peak * n_dev)
+        out.update(timing)
+        writer.write(step, out)
+        progress.log(step, timing, out)
+      pending.clear()
+
+    pending = []  # (step, device metrics) not yet fetched
     step = start
     with _StopFlag() as stop:
       while step < tc.num_train_steps:
         batch = next(train_iter)
         state, m = train_step(state, put(batch))
-        if pending is not None:
-          report(*pending)
+        if step == start:
+          jax.block_until_ready(m)
+          _log_first_step(writer, label or arm_dir.name, step + 1, began, init_s)
+        # The previous step was a log step: fetch now, with this one queued.
+        if pending and pending[-1][0] % tc.log_every == 0:
+          report(pending)
         step += 1
-        pending = (step, m)
+        pending.append((step, m))
         last = step == tc.num_train_steps
         stopping = stop.should_stop()
         if last or stopping or step % tc.checkpoint_every == 0:
-          report(*pending)
-          pending = None
+          report(pending)
           checkpoint.save(manager, step, host_state(state), train_iter.get_state(),
                           meta, force=last or stopping)
         if stopping:
           logging.warning('SIGTERM: saved step %d of %s; exiting', step, arm_dir.name)
           break
-      if pending is not None:
-        report(*pending)
+      if pending:
+        report(pending)
     manager.wait_until_finished()
     manager.close()
 

@@ -327,6 +327,35 @@ def test_bf16_close_to_f32():
   np.testing.assert_allclose(bf16, f32, atol=_BF16_TOL * np.abs(f32).max())
 
 
+def test_bf16_keeps_activations_bf16_and_gradients_close_to_f32():
+  """Under bf16 every matmul output and hidden state is stored as bf16 (as
+  under autocast); the loss gradient still matches float32's."""
+  batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
+  bf16_cfg = dataclasses.replace(_CONFIG, dtype=jnp.bfloat16)
+  x = jnp.ones((3, _CONFIG.hidden_size), jnp.float32)
+  linear = bert.Linear(bf16_cfg, (_CONFIG.hidden_size, 8))
+  assert linear.apply(linear.init(jax.random.key(0), x), x).dtype == jnp.bfloat16
+  hidden = bert.BertEncoder(bf16_cfg).apply(
+      {'params': params['params']['encoder']}, *batch[:4], deterministic=True)
+  assert hidden.dtype == jnp.bfloat16
+
+  def grads(cfg):
+    loss = lambda p: jax.nn.logsumexp(bert.BertForMLM(cfg).apply(
+        p, *batch, deterministic=True), axis=-1).sum()
+    return jax.jit(jax.grad(loss))(params)
+
+  f32, bf16 = grads(_CONFIG), grads(bf16_cfg)
+  chex.assert_trees_all_equal_dtypes(f32, bf16)  # param grads stay f32
+  # One scale for all: some gradients are exactly 0 in exact arithmetic (the
+  # key bias cannot change a softmax) and only rounding noise in either dtype.
+  scale = max(np.abs(g).max() for g in jax.tree.leaves(f32))
+  for (path, g32), (_, g16) in zip(jax.tree_util.tree_flatten_with_path(f32)[0],
+                                   jax.tree_util.tree_flatten_with_path(bf16)[0]):
+    np.testing.assert_allclose(g16, g32, atol=_BF16_TOL * scale,
+                               err_msg=jax.tree_util.keystr(path))
+
+
 def test_dropout_only_when_not_deterministic():
   batch = _batch()
   model = bert.BertForMLM(_CONFIG)

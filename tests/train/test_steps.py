@@ -1,5 +1,7 @@
 """Loss, jit vs pmap, gradient accumulation, and an overfit check."""
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -134,3 +136,49 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path):
   with pytest.raises(trainer.NonFiniteError, match='at step [0-9]'):
     trainer.pretrain(cfg, tmp_path, train_iter=fixtures.CountingIterator(),
                      eval_sets={}, vocab_size=VOCAB, meta={})
+
+
+class _PoisonedIterator(fixtures.CountingIterator):
+  """Batch k = `bad` carries NaN loss weights: the loss of step bad+1 is non-finite."""
+
+  def __init__(self, bad: int):
+    super().__init__()
+    self.bad = bad
+
+  def __next__(self):
+    k = self.k
+    out = super().__next__()
+    if k == self.bad:
+      out['mlm_weights'] = np.full_like(out['mlm_weights'], np.nan)
+    return out
+
+
+@pytest.mark.parametrize('log_every,checkpoint_every,batches_read', [
+    (4, 12, 9),    # fetched after log step 8, with step 9 queued
+    (100, 8, 8),   # fetched before the step-8 checkpoint, which would hold NaN
+])
+def test_nan_stops_within_log_every_steps_and_is_never_checkpointed(
+    tmp_path, log_every, checkpoint_every, batches_read):
+  cfg = fixtures.tiny_config(num_train_steps=30, log_every=log_every,
+                             checkpoint_every=checkpoint_every)
+  batches = _PoisonedIterator(bad=4)
+  with pytest.raises(trainer.NonFiniteError, match='at step 5 '):
+    trainer.pretrain(cfg, tmp_path, train_iter=batches, eval_sets={},
+                     vocab_size=VOCAB, meta={})
+  assert batches.k == batches_read
+  assert not list((tmp_path / 'checkpoints').glob('[0-9]*'))
+
+
+def test_metrics_fetched_once_per_log_period(tmp_path, monkeypatch):
+  fetches = []
+  device_get = jax.device_get
+  monkeypatch.setattr(jax, 'device_get', lambda x: fetches.append(x) or device_get(x))
+  cfg = fixtures.tiny_config(num_train_steps=12, log_every=4, checkpoint_every=100)
+  trainer.pretrain(cfg, tmp_path, train_iter=fixtures.CountingIterator(), eval_sets={},
+                   vocab_size=VOCAB, meta={})
+  assert [len(f) for f in fetches] == [4, 4, 4]  # steps 1-4, 5-8, 9-12
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  first = [r for r in records if r.get('event') == 'first_step']
+  assert len(first) == 1 and first[0]['step'] == 1
+  assert first[0]['time_to_first_step_s'] >= first[0]['init_s'] > 0
+  assert [r['step'] for r in records if 'loss' in r] == [4, 8, 12]
