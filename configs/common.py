@@ -47,6 +47,8 @@ def data_recipe(**overrides) -> ml_collections.ConfigDict:
       decontaminate=True,             # drop docs containing a dev/test text of any local task
       decontaminate_coverage=0.5,     # ... i.e. holding >= this share of the text's 13-grams
       tfds_name='',                   # at-scale corpus (e.g. 'c4/en') instead of domains
+      curated_dir='',                 # train streamed from this Beam-curated TFDS dataset
+                                      # (lm_data.curation.beam_main); '' = prepared rows
   ))
   recipe.update(overrides)
   return recipe

@@ -95,6 +95,7 @@ def main(argv=None) -> int:
   from apache_beam.options.pipeline_options import PipelineOptions
   from lm_data import curation
   from lm_data.curation import beam_pipeline
+  from lm_data.curation import dataset
   try:
     recipe = _recipe(args.recipe)
     steps = curation.recipe_steps(recipe)
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
   for step in stats['steps']:
     print(f"{step['step']}: removed {sum(step['removed'].values())} "
           f"({step['removed']})")
-  print(f'wrote {beam_pipeline.dataset_dir(args.output_dir)}')
+  print(f'wrote {dataset.dataset_dir(args.output_dir)}')
   return 0
 
 

@@ -1,4 +1,4 @@
-"""The curation steps on Apache Beam, writing a TFDS dataset (array_record).
+"""The curation steps on Apache Beam, writing a TFDS dataset (`dataset`).
 
 Needs the optional extra: `pip install -e '.[beam]'`.
 
@@ -10,51 +10,30 @@ registry's implementations; their integer stats become Beam counters
 (namespace `NAMESPACE`, name `<step>/<stat>`) and, after the run, the stats
 JSON (`collect_stats`, same layout as prepare's `stats.json` 'steps').
 
-Output: one TFDS split per domain (split name = the domain, with characters
-TFDS does not allow replaced by '_'), features as the corpus builder's
-(text, domain, source, doc_id), under `<output_dir>/<DATASET_NAME>/1.0.0`.
+Output: the layout of `dataset` (one split per domain, array_record).
 """
 
 from collections.abc import Iterable, Sequence
 import dataclasses
-import json
-import os
-import re
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from array_record.beam import arrayrecordio
-from array_record.python import array_record_module
-from etils import epath
 import tensorflow_datasets as tfds
 
+from lm_data.curation import dataset
 from lm_data.curation import registry
 from lm_data.input_pipeline.sources import Document
 
 NAMESPACE = 'lm_data.curation'
-DATASET_NAME = 'lm_data_curated'
-VERSION = '1.0.0'
-STATS_FILE = 'curation_stats.json'
 # Documents per call of a step (per-document scope) or groups per call.
 STEP_BATCH = 1024
 # Records read per element of the read stage.
 READ_RANGE = 4096
-_FEATURE_NAMES = ('text', 'domain', 'source', 'doc_id')
-_SPLIT_CHARS = re.compile(r'\W')
 # Per-step counters of documents in and out, by domain.
 _INPUT, _KEPT = '_input', '_kept'
-
-
-def features() -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict(
-      {k: tfds.features.Text() for k in _FEATURE_NAMES})
-
-
-def split_name(domain: str) -> str:
-  return _SPLIT_CHARS.sub('_', domain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +56,6 @@ class Input:
   num_records: int
 
 
-def _text(value) -> str:
-  return value.decode('utf-8') if isinstance(value, bytes) else value
-
-
-def document(record: dict) -> Document:
-  """The Document of a record of the corpus or of this dataset."""
-  return Document(**{k: _text(record[k]) for k in _FEATURE_NAMES})
-
-
 def _read_range(element, inputs: Sequence[Input]):
   """(order key, document) of records [start, stop) of one input."""
   rank, start, stop = element
@@ -95,11 +65,12 @@ def _read_range(element, inputs: Sequence[Input]):
   for index, record in zip(range(start, stop),
                            data.__getitems__(range(start, stop))):
     if source.corpus:
-      doc = document(record)
+      doc = dataset.document(record)
       yield order_key(rank, doc), doc
     else:
       # In record order, as corpus.iter_tfds_documents reads them.
-      doc = Document(text=_text(record['text']), domain=source.domain,
+      doc = Document(text=dataset.decode_text(record['text']),
+                     domain=source.domain,
                      source=source.domain, doc_id=f'{source.split}/{index}')
       yield (rank, doc.domain, doc.source, index), doc
 
@@ -170,21 +141,6 @@ def curate(keyed, step_names: Sequence[str], context: registry.Context):
   return keyed
 
 
-def _serialize(keyed) -> bytes:
-  doc = keyed[1]
-  return features().serialize_example(
-      {k: getattr(doc, k) for k in _FEATURE_NAMES})
-
-
-def dataset_dir(output_dir: str) -> str:
-  return os.path.join(output_dir, DATASET_NAME, VERSION)
-
-
-def _prefix(output_dir: str, domain: str) -> str:
-  return os.path.join(dataset_dir(output_dir),
-                      f'{DATASET_NAME}-{split_name(domain)}.array_record')
-
-
 def build(pipeline: beam.Pipeline, inputs: Sequence[Input],
           step_names: Sequence[str], context: registry.Context, *,
           output_dir: str, num_shards: int = 1) -> None:
@@ -202,9 +158,10 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[Input],
       lambda kv, _: domains.index(kv[1].domain), len(domains))
   for domain, part in zip(domains, parts):
     _ = (part
-         | f'Serialize_{domain}' >> beam.Map(_serialize)
+         | f'Serialize_{domain}' >> beam.MapTuple(
+             lambda _, doc: dataset.serialize(doc))
          | f'Write_{domain}' >> arrayrecordio.WriteToArrayRecord(
-             _prefix(output_dir, domain), num_shards=num_shards,
+             dataset.shard_prefix(output_dir, domain), num_shards=num_shards,
              shard_name_template='-SSSSS-of-NNNNN'))
 
 
@@ -244,28 +201,6 @@ def collect_stats(result, step_names: Sequence[str]) -> list[dict]:
   return stats
 
 
-def write_metadata(output_dir: str, inputs: Sequence[Input],
-                   metadata: dict[str, Any]) -> str:
-  """dataset_info.json / features.json for the written shards; returns the
-  dataset folder (readable by `tfds.builder_from_directory`)."""
-  folder = epath.Path(dataset_dir(output_dir))
-  split_infos = []
-  for source in inputs:
-    shards = sorted(folder.glob(
-        f'{DATASET_NAME}-{split_name(source.domain)}.array_record-*'))
-    split_infos.append(tfds.core.SplitInfo(
-        name=split_name(source.domain),
-        shard_lengths=[array_record_module.ArrayRecordReader(
-            os.fspath(p)).num_records() for p in shards],
-        num_bytes=sum(p.stat().length for p in shards)))
-  tfds.folder_dataset.write_metadata(
-      data_dir=folder, features=features(), split_infos=split_infos,
-      check_data=False, version=VERSION,
-      description='lm_data curated corpus (lm_data.curation.beam_main)',
-      metadata=tfds.core.MetadataDict(metadata))
-  return os.fspath(folder)
-
-
 def run(inputs: Sequence[Input], step_names: Sequence[str],
         context: registry.Context, *, output_dir: str, num_shards: int = 1,
         options: beam.options.pipeline_options.PipelineOptions | None = None,
@@ -280,9 +215,6 @@ def run(inputs: Sequence[Input], step_names: Sequence[str],
   result.wait_until_finish()
   stats = {'steps': collect_stats(result, step_names),
            'inputs': [dataclasses.asdict(i) for i in inputs],
-           'splits': {split_name(i.domain): i.domain for i in inputs},
            **(metadata or {})}
-  folder = write_metadata(output_dir, inputs, stats)
-  with FileSystems.create(os.path.join(folder, STATS_FILE)) as f:
-    f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
+  dataset.write_metadata(output_dir, [i.domain for i in inputs], stats)
   return stats

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from lm_data import curation  # noqa: E402
 from lm_data.curation import beam_main  # noqa: E402
 from lm_data.curation import beam_pipeline  # noqa: E402
+from lm_data.curation import dataset  # noqa: E402
 from lm_data.input_pipeline import corpus  # noqa: E402
 from lm_data.input_pipeline import tokenizer as tokenizer_lib  # noqa: E402
 from tests.curation import fixtures  # noqa: E402
@@ -99,15 +100,15 @@ def test_beam_main_and_prepare_keep_the_same_documents(tmp_path,
   assert all(sum(s['removed'].values()) for s in expected_stats[:-1]), [
       s['removed'] for s in expected_stats]
 
-  folder = beam_pipeline.dataset_dir(str(out))
+  folder = dataset.dataset_dir(str(out))
   stats = json.loads((out / 'lm_data_curated' / '1.0.0' /
-                      beam_pipeline.STATS_FILE).read_text())
+                      dataset.STATS_FILE).read_text())
   assert _nonzero(stats['steps']) == _nonzero(expected_stats)
   builder = tfds.builder_from_directory(folder)
   written = []
   for domain in DOMAINS:
     source = builder.as_data_source(split=domain)
     assert builder.info.splits[domain].num_shards == 2
-    written += [beam_pipeline.document(r) for r in source]
+    written += [dataset.document(r) for r in source]
   key = lambda d: (d.domain, d.source, d.doc_id)  # noqa: E731
   assert sorted(written, key=key) == sorted(expected, key=key)
