@@ -9,6 +9,7 @@ the in-process runner that `prepare` uses; `beam_pipeline` (optional extra
 from lm_data.curation.registry import Context
 from lm_data.curation.registry import get
 from lm_data.curation.registry import names
+from lm_data.curation.registry import quality_steps
 from lm_data.curation.registry import recipe_steps
 from lm_data.curation.registry import register
 from lm_data.curation.registry import run_steps

@@ -144,6 +144,15 @@ def get(name: str) -> Step:
   return _STEPS[name]
 
 
+# Steps a recipe turns on with their own fields, not by listing them.
+FIELD_STEPS = ('decontaminate', 'degrade')
+
+
+def quality_steps() -> tuple[str, ...]:
+  """The names a recipe may list in `quality`."""
+  return tuple(n for n in names() if n not in FIELD_STEPS)
+
+
 def recipe_steps(recipe: Any) -> list[str]:
   """Step names of a prepare Recipe, in the order they run: quality steps,
   then decontamination (of the original text: degradation could hide an

@@ -148,9 +148,9 @@ class Recipe:
       raise ValueError(f'token_budget must be a positive number of tokens or '
                        f'None (everything); got {self.token_budget}')
     for step in self.quality:
-      if step not in QUALITY_STEPS:
+      if step not in curation.quality_steps():  # The registry's steps.
         raise ValueError(f'unknown quality step {step!r}; known: '
-                         f'{", ".join(QUALITY_STEPS)}')
+                         f'{", ".join(curation.quality_steps())}')
     if len(set(self.quality)) != len(self.quality):
       raise ValueError(f'quality steps repeat: {list(self.quality)}')
     if not 0.0 < self.decontaminate_coverage <= 1.0:

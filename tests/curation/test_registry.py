@@ -18,9 +18,14 @@ def _context():
   return fixtures.context()
 
 
-def test_every_prepare_step_is_registered():
-  assert set(prepare_lib.QUALITY_STEPS) <= set(curation.names())
+def test_every_prepare_step_is_registered_and_every_step_accepted():
+  assert set(prepare_lib.QUALITY_STEPS) <= set(curation.quality_steps())
   assert {'decontaminate', 'degrade'} <= set(curation.names())
+  recipe = prepare_lib.Recipe.from_config(
+      {'domains': ['news'], 'quality': list(curation.quality_steps())})
+  assert curation.recipe_steps(recipe) == list(curation.quality_steps())
+  with pytest.raises(ValueError, match='unknown quality step .*heuristic'):
+    prepare_lib.Recipe.from_config({'domains': ['news'], 'quality': ['x']})
 
 
 def test_unknown_step_names_the_known_ones():
