@@ -147,10 +147,13 @@ class Recipe:
     if self.token_budget is not None and self.token_budget <= 0:
       raise ValueError(f'token_budget must be a positive number of tokens or '
                        f'None (everything); got {self.token_budget}')
+    # The registry's steps, the original four first.
+    known = QUALITY_STEPS + tuple(s for s in curation.quality_steps()
+                                  if s not in QUALITY_STEPS)
     for step in self.quality:
-      if step not in curation.quality_steps():  # The registry's steps.
+      if step not in known:
         raise ValueError(f'unknown quality step {step!r}; known: '
-                         f'{", ".join(curation.quality_steps())}')
+                         f'{", ".join(known)}')
     if len(set(self.quality)) != len(self.quality):
       raise ValueError(f'quality steps repeat: {list(self.quality)}')
     if not 0.0 < self.decontaminate_coverage <= 1.0:
