@@ -10,13 +10,23 @@ r"""Input-pipeline throughput; prints one JSON line per measurement.
    prefetched batches through `loader.make_train_iterator`; the number to put
    next to the train step's tokens/s.
 
+3. `--mode=stream`: the streaming loader (`lm_data.input_pipeline.stream`) over
+   a curated TFDS dataset (array_record) of the documents (1x) and of 10x as
+   many (each document repeated under a new id), each read by a fresh process
+   for the same number of batches: `peak_rss_mib` of that process (flat when
+   nothing holds the corpus; `rss_ratio` in the summary line) and
+   `tokens_per_cpu_s` (tokens per second of process CPU time, i.e. per core).
+
 Tokens/s count batch slots (rows x seq_len, as the train step consumes them);
 `content_tokens_per_s` counts document tokens only.
 """
 
 import json
 import pathlib
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -24,11 +34,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from lm_data.curation import dataset as dataset_lib
 from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import packing
 from lm_data.input_pipeline import sources
+from lm_data.input_pipeline import stream
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Row length S.')
@@ -48,6 +60,13 @@ _TRAIN_TOKENS_PER_S = flags.DEFINE_float(
     'train_tokens_per_s', None, 'Tokens/s of the train step to compare with '
     '(benchmarks/train_step.py); adds `ratio_to_train_step`.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Corpus, shuffle and mask seed.')
+_MODE = flags.DEFINE_enum('mode', 'arrays', ['arrays', 'stream'],
+                          'arrays: measurements 1-2; stream: 3.')
+_SCALE = flags.DEFINE_integer('scale', 10, 'stream: the larger corpus is '
+                              'this many times the documents.')
+_STREAM_DATASET = flags.DEFINE_string(
+    'stream_dataset', None, 'Internal: measure the stream over this dataset '
+    'in this process and print one JSON line.')
 
 _SYNTHETIC_WORDS = 20_000
 _WORD_LETTERS = (2, 10)
@@ -157,8 +176,75 @@ def _loader_throughput(packed, cfg, folder: pathlib.Path) -> None:
   _print(record)
 
 
+def _stream_measurement(folder: str, model: str) -> None:
+  """Runs in a fresh process: streams batches, prints RSS and throughput."""
+  tokenizer = tokenizer_lib.Tokenizer.load(model, num_threads=1)
+  cfg = masking.MaskConfig(vocab_size=tokenizer.vocab_size,
+                           special_ids=tokenizer.special_ids,
+                           mask_id=tokenizer.mask_id)
+  iterator = stream.make_stream_iterator(
+      folder, tokenizer, seq_len=_SEQ_LEN.value,
+      global_batch_size=_BATCH.value, seed=_SEED.value, mask_cfg=cfg)
+  for _ in range(_WARMUP.value):
+    next(iterator)
+  rss_start = _rss_mib()
+  wall, cpu = time.perf_counter(), time.process_time()
+  for _ in range(_STEPS.value):
+    next(iterator)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  tokens = _STEPS.value * _BATCH.value * _SEQ_LEN.value
+  _print({'tokens': tokens, 'seconds': wall, 'cpu_seconds': cpu,
+          'tokens_per_s': tokens / wall, 'tokens_per_cpu_s': tokens / cpu,
+          # Linux reports ru_maxrss in KiB.
+          'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                          / 1024,
+          'rss_after_warmup_mib': rss_start, 'rss_end_mib': _rss_mib()})
+
+
+def _rss_mib() -> float:
+  """Resident set size now (Linux /proc)."""
+  for line in pathlib.Path('/proc/self/status').read_text().splitlines():
+    if line.startswith('VmRSS:'):
+      return int(line.split()[1]) / 1024
+  return float('nan')
+
+
+def _copies(texts, scale: int):
+  for k in range(scale):
+    for i, text in enumerate(texts):
+      yield sources.Document(text, 'bench', 'bench', f'{k}/{i}')
+
+
+def _stream_benchmark(texts, corpus, model, tmp: pathlib.Path) -> None:
+  """Streams 1x and `--scale`x the documents, each in a fresh process."""
+  rss = {}
+  for scale in (1, _SCALE.value):
+    folder = dataset_lib.write_documents(
+        tmp / f'x{scale}', _copies(texts, scale), domains=['bench'],
+        num_shards=4)
+    out = subprocess.run(
+        [sys.executable, __file__, f'--stream_dataset={folder}',
+         f'--tokenizer={model}', f'--seq_len={_SEQ_LEN.value}',
+         f'--batch={_BATCH.value}', f'--steps={_STEPS.value}',
+         f'--warmup={_WARMUP.value}', f'--seed={_SEED.value}'],
+        check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    rss[scale] = record['peak_rss_mib']
+    _print({'measurement': 'stream', 'corpus': corpus, 'scale': scale,
+            'documents': scale * len(texts),
+            'characters': scale * sum(len(t) for t in texts),
+            'seq_len': _SEQ_LEN.value, 'batch': _BATCH.value,
+            'steps': _STEPS.value, **record})
+  _print({'measurement': 'stream_memory', 'scale': _SCALE.value,
+          'rss_ratio': rss[_SCALE.value] / rss[1],
+          'flat': abs(rss[_SCALE.value] / rss[1] - 1) <= 0.1})
+
+
 def main(argv):
   del argv
+  if _STREAM_DATASET.value:
+    _stream_measurement(_STREAM_DATASET.value, _TOKENIZER.value)
+    return
   texts, corpus = _stored_documents(_MAX_CHARS.value, _SEED.value)
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
@@ -171,6 +257,9 @@ def main(argv):
           process_index=0)
       _print({'measurement': 'tokenizer_training', 'corpus': corpus,
               'vocab': _VOCAB.value, 'seconds': time.perf_counter() - start})
+    if _MODE.value == 'stream':
+      _stream_benchmark(texts, corpus, model, tmp)
+      return
     tokenizer = tokenizer_lib.Tokenizer.load(model)
     packed, cfg = _documents_to_batches(texts, tokenizer, corpus)
     _loader_throughput(packed, cfg, tmp / 'packed')

@@ -20,7 +20,8 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   As big_vision's `parse_arg`: a bare word sets a boolean, `k=v` keeps the type
   of the default (str when it has none).
   """
-  out = ml_collections.ConfigDict(dict(defaults))
+  # Variants every config takes (apply_variants).
+  out = ml_collections.ConfigDict({'curated': '', **defaults})
   for part in filter(None, (arg or '').split(',')):
     key, sep, value = part.partition('=')
     if key not in out:
@@ -47,6 +48,8 @@ def data_recipe(**overrides) -> ml_collections.ConfigDict:
       decontaminate=True,             # drop docs containing a dev/test text of any local task
       decontaminate_coverage=0.5,     # ... i.e. holding >= this share of the text's 13-grams
       tfds_name='',                   # at-scale corpus (e.g. 'c4/en') instead of domains
+      curated_dir='',                 # train streamed from this Beam-curated TFDS dataset
+                                      # (lm_data.curation.beam_main); '' = prepared rows
   ))
   recipe.update(overrides)
   return recipe
@@ -184,8 +187,13 @@ def apply_variants(c: ml_collections.ConfigDict,
   """The variants every ablation shares: arm=NAME, gpu, smoke, tpu (if it has one).
 
   `gpu,smoke` is the smoke run with the GPU model (medium, bf16): a quick device check.
+  `curated=PATH`: every arm trains from the Beam-curated dataset at PATH
+  (lm_data.curation.beam_main), streamed; held-out data stay the study's.
   """
   c.arm = a.arm
+  if a.get('curated'):  # curated=PATH: every arm trains streamed from PATH
+    for arm in c.arms:
+      arm.data.curated_dir = a.curated
   if a.get('gpu'):
     gpu(c)
   if a.smoke:

@@ -245,12 +245,17 @@ def coverage(texts: Sequence[str], index: EvalIndex,
           source_count[row] / index.keys_per_text[eval_text])
 
 
+def source_key(doc: Document) -> tuple[str, str]:
+  """(source, id of the text): the parts `ID#0`, `ID#1`, ... that `sources`
+  makes of a text over MAX_DOC_CHARS share one."""
+  return doc.source, _PART_SUFFIX.sub('', doc.doc_id)
+
+
 def source_ids(docs: Sequence[Document]) -> np.ndarray:
-  """Int id per document of its source document: the parts `ID#0`, `ID#1`,
-  ... that `sources` makes of a text over MAX_DOC_CHARS share one."""
+  """Int id per document of its source text (`source_key`)."""
   ids: dict[tuple[str, str], int] = {}
-  return np.array([ids.setdefault((d.source, _PART_SUFFIX.sub('', d.doc_id)),
-                                  len(ids)) for d in docs], dtype=np.int64)
+  return np.array([ids.setdefault(source_key(d), len(ids)) for d in docs],
+                  dtype=np.int64)
 
 
 def _task_stats(index: EvalIndex, found: np.ndarray, doc: np.ndarray,

@@ -216,14 +216,22 @@ def lsh_params(threshold: float, num_perm: int,
   return best
 
 
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+  """LSH bucket key of each signature in each band, [len(sig), bands]."""
+  keys = np.zeros((len(sig), bands), dtype=np.uint64)
+  for band in range(bands):
+    for col in range(band * rows, (band + 1) * rows):
+      keys[:, band] = keys[:, band] * _NGRAM_MULT + sig[:, col]
+  return keys
+
+
 def _band_edges(sig: np.ndarray, bands: int,
                 rows: int) -> tuple[np.ndarray, np.ndarray]:
   """Pairs (first member, other member) of every LSH bucket of every band."""
   firsts, others = [], []
+  keys = band_keys(sig, bands, rows)
   for band in range(bands):
-    key = np.zeros(len(sig), dtype=np.uint64)
-    for col in range(band * rows, (band + 1) * rows):
-      key = key * _NGRAM_MULT + sig[:, col]
+    key = keys[:, band]
     order = np.argsort(key, kind='stable')
     sorted_key = key[order]
     is_start = np.ones(len(order), dtype=bool)

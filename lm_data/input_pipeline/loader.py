@@ -73,6 +73,18 @@ def _check_split(global_batch_size: int, process_index: int,
   return global_batch_size // process_count
 
 
+def check_saved_settings(state: Mapping[str, Any],
+                         expected: Mapping[str, Any]) -> None:
+  """Raises ValueError naming the settings a saved iterator state differs in."""
+  mismatched = {k: (state.get(k), v) for k, v in expected.items()
+                if state.get(k) != v}
+  if mismatched:
+    detail = ', '.join(f'{k}: saved {s!r} vs now {n!r}'
+                       for k, (s, n) in mismatched.items())
+    raise ValueError('iterator state was saved for other data or settings '
+                     f'({detail}); resume with the saved settings')
+
+
 class TrainIterator(Iterator[Batch]):
   """Endless (or `num_epochs`-long) iterator of host-local masked batches."""
 
@@ -143,16 +155,9 @@ class TrainIterator(Iterator[Batch]):
 
   def set_state(self, state: Mapping[str, Any]) -> None:
     """Continues from `state` (from `get_state` of the same data and config)."""
-    expected = {'version': _STATE_VERSION,
-                'global_batch_size': self._global_batch_size,
-                'num_rows': self._packed.num_rows, 'seed': self._seed}
-    mismatched = {k: (state.get(k), v) for k, v in expected.items()
-                  if state.get(k) != v}
-    if mismatched:
-      detail = ', '.join(f'{k}: saved {s!r} vs now {n!r}'
-                         for k, (s, n) in mismatched.items())
-      raise ValueError('iterator state was saved for other data or settings '
-                       f'({detail}); resume with the saved settings')
+    check_saved_settings(state, {
+        'version': _STATE_VERSION, 'global_batch_size': self._global_batch_size,
+        'num_rows': self._packed.num_rows, 'seed': self._seed})
     self._iterator.set_state(state['grain'])
     self._step = int(state['step'])
 

@@ -17,29 +17,25 @@ name and renamed, so a finished folder is complete and a second call loads it.
 """
 
 from collections.abc import Iterator, Sequence
-import collections
 import dataclasses
-import functools
 import hashlib
 import json
 import os
 import pathlib
 import shutil
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
 from absl import logging
 
+from lm_data import curation
 from lm_data import utils
 from lm_data.input_pipeline import corpus
 from lm_data.input_pipeline import decontaminate as decontaminate_lib
-from lm_data.input_pipeline import dedup
 from lm_data.input_pipeline import degrade as degrade_lib
 from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import packing
-from lm_data.input_pipeline import quality
 from lm_data.input_pipeline import sampling
 from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
@@ -164,10 +160,13 @@ class Recipe:
     if self.token_budget is not None and self.token_budget <= 0:
       raise ValueError(f'token_budget must be a positive number of tokens or '
                        f'None (everything); got {self.token_budget}')
+    # The registry's steps, the original four first.
+    known = QUALITY_STEPS + tuple(s for s in curation.quality_steps()
+                                  if s not in QUALITY_STEPS)
     for step in self.quality:
-      if step not in QUALITY_STEPS:
+      if step not in known:
         raise ValueError(f'unknown quality step {step!r}; known: '
-                         f'{", ".join(QUALITY_STEPS)}')
+                         f'{", ".join(known)}')
     if len(set(self.quality)) != len(self.quality):
       raise ValueError(f'quality steps repeat: {list(self.quality)}')
     if not 0.0 < self.decontaminate_coverage <= 1.0:
@@ -240,48 +239,14 @@ def load_prepared(path: str | os.PathLike[str]) -> Prepared:
                 for d in stats['held_out']})
 
 
-def _by_domain(docs: Sequence[sources.Document]) -> dict[str, int]:
-  return dict(collections.Counter(d.domain for d in docs))
-
-
 def _apply_steps(docs: list[sources.Document], recipe: Recipe,
                  tokenizer: tokenizer_lib.Tokenizer,
                  eval_texts: decontaminate_lib.EvalTexts
                  ) -> tuple[list, list[dict]]:
-  """Quality steps, decontamination, degradation; with what each removed."""
-
-  def count_tokens(texts):
-    return [len(ids) for ids in tokenizer.encode_batch(texts)]
-
-  quality_fns = {
-      'heuristic': quality.heuristic_filter,
-      'dedup_exact': dedup.exact_dedup,
-      'dedup_near': functools.partial(dedup.near_dedup, seed=recipe.seed),
-      'compression': functools.partial(quality.compression_filter,
-                                       count_tokens=count_tokens),
-  }
-  steps = [(step, quality_fns[step]) for step in recipe.quality]
-  # Decontaminate the original text: degradation (typos, shuffled words)
-  # could otherwise hide an evaluation n-gram that the model still learns.
-  if recipe.decontaminate:
-    steps.append(('decontaminate', functools.partial(
-        decontaminate_lib.decontaminate, eval_texts=eval_texts,
-        coverage_threshold=recipe.decontaminate_coverage)))
-  if any(recipe.degrade.values()):
-    steps.append(('degrade', functools.partial(
-        degrade_lib.degrade, rates=recipe.degrade, seed=recipe.seed)))
-  step_stats = []
-  for name, fn in steps:
-    before = _by_domain(docs)
-    start = time.perf_counter()
-    docs, details = fn(docs)
-    after = _by_domain(docs)
-    logging.info('prepare: %s kept %d of %d documents (%.1fs)', name, len(docs),
-                 sum(before.values()), time.perf_counter() - start)
-    step_stats.append({
-        'step': name, 'details': details,
-        'removed': {d: n - after.get(d, 0) for d, n in before.items()}})
-  return docs, step_stats
+  """The recipe's curation steps (lm_data.curation), with what each removed."""
+  context = curation.Context.from_recipe(recipe, eval_texts=eval_texts,
+                                         tokenizer=tokenizer)
+  return curation.run_steps(docs, curation.recipe_steps(recipe), context)
 
 
 def _encode(tokenizer: tokenizer_lib.Tokenizer, texts: Sequence[str],
@@ -414,7 +379,7 @@ def _build(folder: pathlib.Path, recipe: Recipe,
   stats: dict[str, Any] = {
       'key': key, 'recipe': recipe.to_json(), 'seq_len': seq_len,
       'tokenizer_sha256': tokenizer.sha256, 'version': PREPARE_VERSION,
-      'parse': parse, 'loaded': {'documents': _by_domain(docs)}}
+      'parse': parse, 'loaded': {'documents': curation.registry.by_domain(docs)}}
 
   docs, stats['steps'] = _apply_steps(docs, recipe, tokenizer, eval_texts)
 

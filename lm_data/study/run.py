@@ -35,6 +35,7 @@ from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import prepare as prepare_lib
 from lm_data.input_pipeline import sampling
+from lm_data.input_pipeline import stream
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.study import baselines
 from lm_data.study import records as records_lib
@@ -164,10 +165,7 @@ class Study:
                                                  'num_train_steps': steps}, sort_keys=True)
       utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
 
-    train_iter = loader.make_train_iterator(
-        prepared, global_batch_size=c.train.global_batch_size,
-        seed=utils.derive_seed(c.seed, LOADER_SEED_PURPOSE), mask_cfg=self.mask_cfg,
-        process_index=jax.process_index(), process_count=jax.process_count())
+    train_iter = self.train_iterator(arm, prepared)
     eval_sets = {
         d: loader.eval_batches(
             prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
@@ -191,6 +189,21 @@ class Study:
         tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
         train_flops=result.train_flops, data_stats=data_stats, heldout=result.heldout,
         mlm_baselines=self.mlm_baselines(prepared, eval_sets) if self.is_main else {})
+
+  def train_iterator(self, arm: ml_collections.ConfigDict, prepared):
+    """Batches from the prepared rows, or streamed from `data.curated_dir`
+    (held-out rows and data stats still come from `prepared`)."""
+    c = self.config
+    kwargs = dict(global_batch_size=c.train.global_batch_size,
+                  seed=utils.derive_seed(c.seed, LOADER_SEED_PURPOSE),
+                  mask_cfg=self.mask_cfg, process_index=jax.process_index(),
+                  process_count=jax.process_count())
+    if arm.data.get('curated_dir'):
+      with errors.as_user_errors(f'arm {arm.name}: data.curated_dir'):
+        return stream.make_stream_iterator(
+            arm.data.curated_dir, self.tokenizer, seq_len=c.seq_len,
+            weights=arm.data.weights and dict(arm.data.weights), **kwargs)
+    return loader.make_train_iterator(prepared, **kwargs)
 
   def mlm_baselines(self, prepared, eval_sets) -> dict:
     """Count-model references on all held-out rows.

@@ -1,0 +1,1 @@
+"""One module per curation step; each registers itself (registry.register)."""
