@@ -118,9 +118,11 @@ class Recipe:
 
     The config's `token_budget` / `budget_fraction` are the study's to resolve
     (`study.run.Study.budgets`); `token_budget` is what it resolved them to.
+    `curated_dir` is the loader's (`Study.train_iterator`), not the recipe's.
     """
     fields = dict(data.to_dict() if hasattr(data, 'to_dict') else data)
     fields.pop('budget_fraction', None)
+    fields.pop('curated_dir', None)
     fields.update(token_budget=token_budget, tfds_name=fields.get('tfds_name') or None)
     return cls.from_config(fields)
 

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lm_data import errors
+from lm_data import utils
 from lm_data.curation import dataset
 from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
@@ -152,7 +153,7 @@ class StreamIterator(Iterator[loader.Batch]):
       splits = [s for s in splits if weights.get(domains[s], 0) > 0]
     if not splits:
       raise ValueError(f'no documents to train on in {folder}')
-    shuffle_seed = masking.derive_seed(seed, _SHUFFLE_PURPOSE)
+    shuffle_seed = utils.derive_seed(seed, _SHUFFLE_PURPOSE)
     per_split, proportions = [], []
     for k, split in enumerate(splits):
       records = grain.MapDataset.source(builder.as_data_source(split=split))
@@ -169,7 +170,7 @@ class StreamIterator(Iterator[loader.Batch]):
     self._global_batch_size = global_batch_size
     self._seq_len = seq_len
     self._seed = seed
-    self._mask_seed = masking.derive_seed(seed, _MASK_PURPOSE)
+    self._mask_seed = utils.derive_seed(seed, _MASK_PURPOSE)
     self._mask_cfg = mask_cfg
     self._row_offset = process_index * self._local_size
     self._process_count = process_count

@@ -361,7 +361,7 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
         [{'task': t, 'effect': e} for t, e in computed.items()],
         words_range=[min(words), max(words)],
         below_saturation=max(words) < MINIBERTAS_SATURATION_WORDS[0],
-        loss_falls=(analysis.get('stats.loss_scaling') or {}).get('significant_decrease'))
+        loss_falls=(analysis.get('loss_scaling') or {}).get('significant_decrease'))
   domain = analysis.get('domain_sensitivity') or {}
   in_domain = [{'task': t, 'effect': e['in_domain']} for t, e in domain.items()
                if 'estimate' in e.get('in_domain', {})]
@@ -561,7 +561,7 @@ def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
     sized = [arms[i] for i in group
              if stats.finite(arms[i]['heldout'].get('all', {}).get('loss'))]
     out['size_arms'] = [arms[i]['arm'] for i in group]
-    out['stats.loss_scaling'] = stats.loss_scaling([a['unique_tokens'] for a in sized],
+    out['loss_scaling'] = stats.loss_scaling([a['unique_tokens'] for a in sized],
                                        [a['heldout']['all']['loss'] for a in sized])
   claim_group = size_group(claim_arms) if varies['size'] else []
   if group:

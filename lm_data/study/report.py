@@ -28,6 +28,7 @@ RESULTS_FILE = 'results.json'
 REPORT_FILE = 'report.md'
 REQUIRED_ARM_KEYS = ('arm', 'recipe', 'unique_tokens', 'heldout', 'tasks')
 DIGITS = 3
+ZERO_WIDTH = 1e-9   # an interval narrower than this is printed as exact
 POOLED = 'all'
 MISSING = '–'
 COUNT_UNITS = ((1e9, 'B'), (1e6, 'M'), (1e3, 'k'))
@@ -177,7 +178,10 @@ def _rounded(estimate: float | None, ci: Sequence[float] | None,
   if not ci or ci[0] is None or ci[1] is None:
     return _num(estimate, signed)
   half = (ci[1] - ci[0]) / 2
-  digits = DIGITS if half <= 0 else max(0, 1 - math.floor(math.log10(half)))
+  # A (numerically) zero-width interval, e.g. two encoders that both predict
+  # one class on every item, supports no more than DIGITS + 1 digits.
+  digits = (DIGITS if half <= ZERO_WIDTH else
+            min(DIGITS + 1, max(0, 1 - math.floor(math.log10(half)))))
   sign = '+' if signed else ''
   f = lambda v: f'{v:{sign}.{digits}f}'
   return f'{f(estimate)} [{f(ci[0])}, {f(ci[1])}]'

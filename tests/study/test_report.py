@@ -112,6 +112,15 @@ def test_claim_wording():
       'trec worsens: slope -0.050')
 
 
+def test_interval_precision_is_bounded():
+  # Two encoders that predict one class everywhere: a zero-width interval up
+  # to float noise prints with DIGITS digits, not 18.
+  assert report._rounded(0.0, [-3.8e-17, 3.8e-17], signed=True) == (
+      '+0.000 [-0.000, +0.000]')
+  assert report._rounded(0.5, [0.49999, 0.50001]) == '0.5000 [0.5000, 0.5000]'
+  assert report._rounded(0.01, [-0.02, 0.04], signed=True) == '+0.010 [-0.020, +0.040]'
+
+
 def test_bad_arms_fail_clearly(tmp_path):
   arms = fixtures.size_arms()
   del arms[1]['heldout']
