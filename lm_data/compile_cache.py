@@ -39,5 +39,5 @@ def enable(cache_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
     jax.config.update('jax_compilation_cache_dir', str(path))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECS)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-  logging.info('JAX compilation cache: %s', path)
+  logging.debug('JAX compilation cache: %s', path)  # stderr stays one line on a user error
   return path
