@@ -125,6 +125,20 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def nine_arms(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The 9-arm data ablations (domain, quality) within an hour on a 2-core CPU.
+
+  Nine arms at the size ablation's 2800 steps and full fine-tuning would take
+  ~2 h here (BUILD_NOTES.md, 'Session 5'): each arm trains 1200 steps (2.5M
+  tokens) and fine-tunes on 1000 training examples for >= 120 steps (4
+  epochs). Probes, test splits and seeds are unchanged.
+  """
+  c.train.num_train_steps = 1200
+  c.finetune.max_train_examples = 1000
+  c.finetune.min_train_steps = 120
+  return c
+
+
 def gpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """One GPU (sized for an H200, <= 10 min for the size ablation): medium, bf16, 3.2x tokens.
 

@@ -45,4 +45,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arms.append(dict(name=f'mix_without_{left_out}', data=common.data_recipe(
         domains=rest, weights={d: 1.0 for d in rest})))
   c.arms = [ml_collections.ConfigDict({**arm, 'epochs': 0}) for arm in arms]
+  common.nine_arms(c)
   return common.apply_variants(c, a)

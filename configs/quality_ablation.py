@@ -51,4 +51,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.arms = [ml_collections.ConfigDict(dict(
       name=name, data=common.data_recipe(domains=list(POOL), **fields), epochs=0))
             for name, fields in arms.items()]
+  common.nine_arms(c)
   return common.apply_variants(c, a)
