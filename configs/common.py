@@ -128,14 +128,15 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def nine_arms(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The 9-arm data ablations (domain, quality) within an hour on a 2-core CPU.
 
-  Nine arms at the size ablation's 2800 steps and full fine-tuning would take
-  ~2 h here (BUILD_NOTES.md, 'Session 5'): each arm trains 1200 steps (2.5M
-  tokens) and fine-tunes on 1000 training examples for >= 120 steps (4
-  epochs). Probes, test splits and seeds are unchanged.
+  The evaluation thread is their bottleneck: at 1000 fine-tuning examples an
+  arm's probes and fine-tuning took ~7 min beside the next arm's pretraining
+  and the domain ablation ~80 min (BUILD_NOTES.md, 'Session 5'). Each arm
+  trains 1200 steps (2.5M tokens) and fine-tunes on 500 training examples for
+  >= 60 steps (4 epochs); test splits and seeds are unchanged.
   """
   c.train.num_train_steps = 1200
-  c.finetune.max_train_examples = 1000
-  c.finetune.min_train_steps = 120
+  c.finetune.max_train_examples = 500
+  c.finetune.min_train_steps = 60
   return c
 
 
