@@ -17,31 +17,15 @@ _CLS_POSITION = 0  # [CLS] is the first token of every encoded example.
 _QA_OUTPUTS = 2  # Start and end logits.
 
 
-POOLINGS = ('cls', 'mean')
-
-
-def masked_mean(h: jax.Array, real: jax.Array) -> jax.Array:
-  """Mean of h [B, S, H] over the positions where real [B, S] is true (float32)."""
-  w = real.astype(jnp.float32)[..., None]
-  return (h.astype(jnp.float32) * w).sum(-2) / jnp.maximum(w.sum(-2), 1.0)
-
-
 class Pooler(nn.Module):
-  """BERT's pooler: dense + tanh on the [CLS] hidden state ('cls'), or on the
-  mean over real tokens ('mean': an MLM-only encoder never trains [CLS])."""
+  """BERT's pooler: dense + tanh on the [CLS] hidden state."""
   config: bert.BertConfig
-  pooling: str = 'cls'
 
   @nn.compact
-  def __call__(self, h: jax.Array, segment_ids: jax.Array) -> jax.Array:
+  def __call__(self, h: jax.Array) -> jax.Array:
     cfg = self.config
-    if self.pooling == 'cls':
-      x = h[:, _CLS_POSITION]
-    elif self.pooling == 'mean':
-      x = masked_mean(h, segment_ids > 0).astype(h.dtype)
-    else:
-      raise ValueError(f'unknown pooling {self.pooling!r}; known: {POOLINGS}')
-    x = bert.Linear(cfg, (cfg.hidden_size, cfg.hidden_size), name='dense')(x)
+    x = bert.Linear(cfg, (cfg.hidden_size, cfg.hidden_size),
+                    name='dense')(h[:, _CLS_POSITION])
     return jnp.tanh(x)
 
 
@@ -51,13 +35,12 @@ def _classifier(config: bert.BertConfig, num_outputs: int) -> bert.Linear:
 
 
 class BertForSequenceClassification(nn.Module):
-  """Pooled [CLS] (or mean) -> dropout -> dense: logits [B, num_labels].
+  """Pooled [CLS] -> dropout -> dense: logits [B, num_labels].
 
   num_labels=1 is regression (the caller reads logits[:, 0] as the value).
   """
   config: bert.BertConfig
   num_labels: int
-  pooling: str = 'cls'
 
   @nn.compact
   def __call__(self, input_ids: jax.Array, type_ids: jax.Array,
@@ -67,7 +50,7 @@ class BertForSequenceClassification(nn.Module):
     h = bert.BertEncoder(cfg, name='encoder')(
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
-    pooled = Pooler(cfg, self.pooling, name='pooler')(h, segment_ids)
+    pooled = Pooler(cfg, name='pooler')(h)
     pooled = dropout_lib.Dropout(cfg.dropout_rate)(
         pooled, deterministic=deterministic)
     return _classifier(cfg, self.num_labels)(pooled)

@@ -33,9 +33,6 @@ def _batch():
 def _make(name):
   if name == 'sequence':
     return heads.BertForSequenceClassification(_CONFIG, _NUM_LABELS)
-  if name == 'sequence_mean':
-    return heads.BertForSequenceClassification(_CONFIG, _NUM_LABELS,
-                                               pooling='mean')
   if name == 'regression':
     return heads.BertForSequenceClassification(_CONFIG, 1)
   if name == 'token':
@@ -77,8 +74,7 @@ def test_qa_shapes():
   chex.assert_type([start, end], jnp.float32)
 
 
-@pytest.mark.parametrize('name', ['sequence', 'sequence_mean', 'regression',
-                                  'token', 'qa'])
+@pytest.mark.parametrize('name', ['sequence', 'regression', 'token', 'qa'])
 def test_encoder_params_drop_in(name):
   params, _, _ = _init_and_apply(name)
   encoder = jax.eval_shape(functools.partial(
@@ -92,21 +88,6 @@ def test_sequence_classification_matches_numpy():
   pooled = np.tanh(_np_dense(hidden[:, 0], params['pooler']['dense']))
   np.testing.assert_allclose(logits, _np_dense(pooled, params['classifier']),
                              atol=_TOL, rtol=_TOL)
-
-
-def test_mean_pooled_classification_matches_numpy():
-  params, logits, hidden = _init_and_apply('sequence_mean')
-  real = _batch()[3] > 0  # the padding of row 0 stays out of the mean
-  mean = np.stack([h[r].mean(0) for h, r in zip(hidden, real)])
-  pooled = np.tanh(_np_dense(mean, params['pooler']['dense']))
-  np.testing.assert_allclose(logits, _np_dense(pooled, params['classifier']),
-                             atol=_TOL, rtol=_TOL)
-
-
-def test_unknown_pooling_is_an_error():
-  model = heads.BertForSequenceClassification(_CONFIG, 2, pooling='max')
-  with pytest.raises(ValueError, match='unknown pooling'):
-    model.init(jax.random.key(0), *_batch(), deterministic=True)
 
 
 def test_token_classification_matches_numpy():
