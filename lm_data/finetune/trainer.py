@@ -244,6 +244,9 @@ class FineTuner:
         dummy, dummy, dummy, np.ones_like(dummy), deterministic=True)['params']
     params = jax.device_get(params)
     if encoder_params is not None:
+      # Either Q/K/V layout loads: converted to this model's (BertConfig.fused_qkv).
+      encoder_params = models.convert_qkv_params(
+          encoder_params, fused=self._steps.model.config.fused_qkv)
       expected = jax.tree.map(np.shape, params['encoder'])
       given = jax.tree.map(np.shape, encoder_params)
       if expected != given:

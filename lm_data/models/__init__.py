@@ -6,6 +6,7 @@ from lm_data.models.attention import mask_from_segments
 from lm_data.models.bert import BertConfig
 from lm_data.models.bert import BertEncoder
 from lm_data.models.bert import BertForMLM
+from lm_data.models.bert import convert_qkv_params
 from lm_data.models.heads import BertForQuestionAnswering
 from lm_data.models.heads import BertForSequenceClassification
 from lm_data.models.heads import BertForTokenClassification

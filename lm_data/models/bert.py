@@ -14,11 +14,13 @@ sums, GELU and logits are computed in float32 inside their fusions.
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lm_data.models import attention as attention_lib
 from lm_data.models import dropout as dropout_lib
@@ -27,6 +29,9 @@ ACTIVATIONS = ('gelu', 'gelu_exact', 'relu')
 ATTENTION_KINDS = ('dense', 'blocked')
 POSITION_INITS = ('normal', 'sinusoidal')
 NORM_POSITIONS = ('post', 'pre')
+QKV_NAMES = ('query', 'key', 'value')
+FUSED_QKV_NAME = 'qkv'
+_QKV_AXIS = -2  # of the fused kernel [H, N, 3, D] and bias [N, 3, D]
 _COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
@@ -60,6 +65,17 @@ class BertConfig:
   # 'post' (BERT, the study's equations) or 'pre' (LN before each sublayer and
   # once after the last layer; an option for the recipe sweep only).
   norm_position: str = 'post'
+  # One [H] -> [N, 3, D] projection (head-major: each head's q, k, v adjacent,
+  # Megatron's layout) instead of three [H] -> [N, D] ones: one wider GEMM and
+  # one read of the input. Same function; the params differ in layout only
+  # (`convert_qkv_params`). Not slower on CPU (BUILD_NOTES.md, session 5).
+  fused_qkv: bool = False
+  # Dropout masks: 'hash' (counter-based, cheapest on CPU) or 'bits'
+  # (jax.random.bits under jax_default_prng_impl); dense attention only.
+  dropout_mask: str = 'hash'
+  # Store activations between ops in float32 even under bf16 compute (the
+  # pre-session-4 behaviour): an A/B lever for accelerators, off by default.
+  f32_activations: bool = False
 
   def __post_init__(self):
     # Accept dtype names ('bfloat16') from JSON configs; store jnp dtypes.
@@ -70,10 +86,14 @@ class BertConfig:
                        'or bfloat16.')
     for field, known in (('activation', ACTIVATIONS), ('attention', ATTENTION_KINDS),
                          ('norm_position', NORM_POSITIONS),
-                         ('position_init', POSITION_INITS)):
+                         ('position_init', POSITION_INITS),
+                         ('dropout_mask', dropout_lib.MASKS)):
       if getattr(self, field) not in known:
         raise ValueError(f'unknown {field} {getattr(self, field)!r}; known: '
                          f'{", ".join(known)}.')
+    if self.dropout_mask != 'hash' and self.attention == 'blocked':
+      raise ValueError("blocked attention draws hash dropout masks only; use "
+                       "dropout_mask='hash' or attention='dense'.")
     if self.attention_batch_splits < 0:
       raise ValueError('attention_batch_splits must be >= 0 (0 = automatic).')
     if self.hidden_size % self.num_heads:
@@ -83,6 +103,11 @@ class BertConfig:
   @property
   def head_dim(self) -> int:
     return self.hidden_size // self.num_heads
+
+  @property
+  def activation_dtype(self) -> jnp.dtype:
+    """The dtype activations are stored in between ops."""
+    return jnp.dtype(jnp.float32) if self.f32_activations else self.dtype
 
 
 def _kernel_init(config: BertConfig) -> nn.initializers.Initializer:
@@ -147,7 +172,8 @@ class Linear(nn.Module):
     y = jnp.matmul(x.reshape(-1, math.prod(in_dims)).astype(cfg.dtype),
                    kernel.reshape(math.prod(in_dims), -1).astype(cfg.dtype),
                    preferred_element_type=jnp.float32)
-    return (y.reshape(rows + out_dims) + bias.astype(jnp.float32)).astype(cfg.dtype)
+    return (y.reshape(rows + out_dims)
+            + bias.astype(jnp.float32)).astype(cfg.activation_dtype)
 
 
 class LayerNorm(nn.Module):
@@ -169,7 +195,8 @@ class LayerNorm(nn.Module):
     centred = x - jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
     y = centred * jax.lax.rsqrt(var + cfg.layer_norm_eps)
-    return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(cfg.dtype)
+    return (y * scale.astype(jnp.float32)
+            + bias.astype(jnp.float32)).astype(cfg.activation_dtype)
 
 
 def layer_norm(config: BertConfig, name: str) -> LayerNorm:
@@ -186,10 +213,14 @@ class SelfAttention(nn.Module):
                mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
     cfg = self.config
     heads, head_dim = cfg.num_heads, cfg.head_dim
-    # Three [H] -> [N,D] projections: timed ~3% faster per train step on CPU
-    # than one fused [H,3,N,D] projection followed by slicing.
-    q, k, v = (Linear(cfg, (cfg.hidden_size, heads, head_dim), name=name)(h)
-               for name in ('query', 'key', 'value'))
+    if cfg.fused_qkv:
+      qkv = Linear(cfg, (cfg.hidden_size, heads, 3, head_dim), name='qkv')(h)
+      q, k, v = (qkv[..., i, :] for i in range(3))  # [B, S, N, D] each
+    else:
+      # Three [H] -> [N,D] projections: the default, since every checkpoint so
+      # far has this layout (a resumed run rebuilds its model from the config).
+      q, k, v = (Linear(cfg, (cfg.hidden_size, heads, head_dim), name=name)(h)
+                 for name in QKV_NAMES)
     use_dropout = not deterministic and cfg.attention_dropout_rate > 0.0
     dropout_rng = self.make_rng('dropout') if use_dropout else None
     if cfg.attention == 'dense':
@@ -197,7 +228,8 @@ class SelfAttention(nn.Module):
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype, mask=mask,
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
           batch_splits=(cfg.attention_batch_splits
-                        or attention_lib.default_batch_splits()))
+                        or attention_lib.default_batch_splits()),
+          dropout_mask=cfg.dropout_mask)
     else:
       ctx = attention_lib.blocked_attention(
           q, k, v, segment_ids, segment_ids, dtype=cfg.dtype,
@@ -215,7 +247,7 @@ class EncoderLayer(nn.Module):
   def __call__(self, h: jax.Array, segment_ids: jax.Array,
                mask: jax.Array | None, *, deterministic: bool) -> jax.Array:
     cfg = self.config
-    dropout = dropout_lib.Dropout(cfg.dropout_rate)
+    dropout = dropout_lib.Dropout(cfg.dropout_rate, cfg.dropout_mask)
     pre = cfg.norm_position == 'pre'
 
     def mlp(x):
@@ -271,7 +303,7 @@ class BertEncoder(nn.Module):
          + embed(cfg.max_len, 'position_embed', position_init)(position_ids)
          + embed(cfg.type_vocab_size, 'type_embed')(type_ids))
     h = layer_norm(cfg, 'embed_ln')(x.astype(jnp.float32))
-    h = dropout_lib.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    h = dropout_lib.Dropout(cfg.dropout_rate, cfg.dropout_mask)(h, deterministic=deterministic)
     # Dense attention: one mask per forward, shared by every layer.
     mask = (attention_lib.mask_from_segments(segment_ids, segment_ids)
             if cfg.attention == 'dense' else None)
@@ -319,3 +351,30 @@ class BertForMLM(nn.Module):
     h = jnp.take_along_axis(h, mlm_positions[..., None], axis=1)
     embedding = encoder.variables['params']['token_embed']['embedding']
     return MLMHead(self.config, name='mlm_head')(h, embedding)
+
+
+def convert_qkv_params(params: Any, *, fused: bool) -> Any:
+  """`params` (any subtree: model, encoder, layer) in the requested Q/K/V layout.
+
+  fused=True stacks each attention's query/key/value kernels [H, N, D] and
+  biases [N, D] into `qkv` [H, N, 3, D] / [N, 3, D] (`BertConfig.fused_qkv`);
+  fused=False splits them back. Subtrees already in that layout and all other
+  entries are returned as they are; numpy stays numpy, jax arrays stay jax.
+  """
+  if not isinstance(params, Mapping):
+    return params
+  out = {name: convert_qkv_params(sub, fused=fused) for name, sub in params.items()}
+  if fused and all(name in out for name in QKV_NAMES):
+    parts = [out.pop(name) for name in QKV_NAMES]
+    out[FUSED_QKV_NAME] = {leaf: _xp(parts[0][leaf]).stack([p[leaf] for p in parts],
+                                                           axis=_QKV_AXIS)
+                           for leaf in parts[0]}
+  elif not fused and FUSED_QKV_NAME in out:
+    qkv = out.pop(FUSED_QKV_NAME)
+    for i, name in enumerate(QKV_NAMES):
+      out[name] = {leaf: _xp(x).take(x, i, axis=_QKV_AXIS) for leaf, x in qkv.items()}
+  return out
+
+
+def _xp(x):
+  return jnp if isinstance(x, jax.Array) else np

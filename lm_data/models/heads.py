@@ -51,7 +51,7 @@ class BertForSequenceClassification(nn.Module):
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
     pooled = Pooler(cfg, name='pooler')(h)
-    pooled = dropout_lib.Dropout(cfg.dropout_rate)(
+    pooled = dropout_lib.Dropout(cfg.dropout_rate, cfg.dropout_mask)(
         pooled, deterministic=deterministic)
     return _classifier(cfg, self.num_labels)(pooled)
 
@@ -69,7 +69,7 @@ class BertForTokenClassification(nn.Module):
     h = bert.BertEncoder(cfg, name='encoder')(
         input_ids, type_ids, position_ids, segment_ids,
         deterministic=deterministic)
-    h = dropout_lib.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    h = dropout_lib.Dropout(cfg.dropout_rate, cfg.dropout_mask)(h, deterministic=deterministic)
     return _classifier(cfg, self.num_labels)(h)
 
 

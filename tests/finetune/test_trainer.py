@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from lm_data import models
 from lm_data.finetune import controls
 from lm_data.finetune import encoding
 from lm_data.finetune import trainer
@@ -164,6 +165,19 @@ def test_pretrained_encoder_replaces_random_one():
                             2, recipe, 8)
   with pytest.raises(ValueError, match='do not fit'):
     other.init_params(0, encoder)
+
+
+def test_pretrained_encoder_of_either_qkv_layout_loads():
+  """A fused-QKV encoder drops into a separate-projection task model and back."""
+  recipe = base.FinetuneSettings(max_len=16)
+  tuners = {fused: trainer.FineTuner('classification', fakes.tiny_config(fused_qkv=fused),
+                                     2, recipe, 8) for fused in (False, True)}
+  for source, target in ((False, True), (True, False)):
+    encoder = tuners[source].init_params(1)['encoder']
+    params = tuners[target].init_params(0, encoder)
+    chex.assert_trees_all_equal(
+        params['encoder'], models.convert_qkv_params(encoder, fused=target))
+    assert ('qkv' in params['encoder']['layer_0']['attention']) == target
 
 
 def test_qa_fits_and_scores_on_a_tiny_fixture():

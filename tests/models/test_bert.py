@@ -327,18 +327,22 @@ def test_bf16_close_to_f32():
   np.testing.assert_allclose(bf16, f32, atol=_BF16_TOL * np.abs(f32).max())
 
 
+def _stored_dtypes(cfg, params, batch):
+  """(dtype of a Linear's output, dtype of the encoder's output) under cfg."""
+  x = jnp.ones((3, cfg.hidden_size), jnp.float32)
+  linear = bert.Linear(cfg, (cfg.hidden_size, 8))
+  hidden = bert.BertEncoder(cfg).apply(
+      {'params': params['params']['encoder']}, *batch[:4], deterministic=True)
+  return linear.apply(linear.init(jax.random.key(0), x), x).dtype, hidden.dtype
+
+
 def test_bf16_keeps_activations_bf16_and_gradients_close_to_f32():
   """Under bf16 every matmul output and hidden state is stored as bf16 (as
   under autocast); the loss gradient still matches float32's."""
   batch = _batch()
   params = _init(bert.BertForMLM(_CONFIG), batch)
   bf16_cfg = dataclasses.replace(_CONFIG, dtype=jnp.bfloat16)
-  x = jnp.ones((3, _CONFIG.hidden_size), jnp.float32)
-  linear = bert.Linear(bf16_cfg, (_CONFIG.hidden_size, 8))
-  assert linear.apply(linear.init(jax.random.key(0), x), x).dtype == jnp.bfloat16
-  hidden = bert.BertEncoder(bf16_cfg).apply(
-      {'params': params['params']['encoder']}, *batch[:4], deterministic=True)
-  assert hidden.dtype == jnp.bfloat16
+  assert _stored_dtypes(bf16_cfg, params, batch) == (jnp.bfloat16, jnp.bfloat16)
 
   def grads(cfg):
     loss = lambda p: jax.nn.logsumexp(bert.BertForMLM(cfg).apply(
@@ -402,3 +406,91 @@ def test_blocked_model_gradients_match_dense():
                               atol=1e-4, rtol=1e-4)
   with_dropout = grads(blocked, False)
   chex.assert_tree_all_finite(with_dropout)
+
+
+# --- fused QKV projection --------------------------------------------------
+
+_FUSED = dataclasses.replace(_CONFIG, fused_qkv=True)
+
+
+def test_fused_qkv_layout_and_conversion_round_trip():
+  batch = _batch()
+  params = jax.device_get(_init(bert.BertForMLM(_CONFIG), batch))
+  fused = bert.convert_qkv_params(params, fused=True)
+  attn = fused['params']['encoder']['layer_1']['attention']
+  assert sorted(attn) == ['out', 'qkv']
+  separate = params['params']['encoder']['layer_1']['attention']
+  heads, head_dim = _CONFIG.num_heads, _CONFIG.head_dim
+  chex.assert_shape(attn['qkv']['kernel'], (_CONFIG.hidden_size, heads, 3, head_dim))
+  chex.assert_shape(attn['qkv']['bias'], (heads, 3, head_dim))
+  for i, name in enumerate(('query', 'key', 'value')):  # head-major: [H, N, 3, D]
+    np.testing.assert_array_equal(attn['qkv']['kernel'][:, :, i], separate[name]['kernel'])
+    np.testing.assert_array_equal(attn['qkv']['bias'][:, i], separate[name]['bias'])
+  assert isinstance(attn['qkv']['kernel'], np.ndarray)
+  # The fused model's own init has exactly the converted tree's structure.
+  init = _init_fn(bert.BertForMLM, _FUSED)(jax.random.key(0), *batch)
+  chex.assert_trees_all_equal_shapes(init, fused)
+  back = bert.convert_qkv_params(fused, fused=False)
+  chex.assert_trees_all_equal(back, params)
+  # Already in the requested layout: unchanged.
+  chex.assert_trees_all_equal(bert.convert_qkv_params(params, fused=False), params)
+  chex.assert_trees_all_equal(bert.convert_qkv_params(fused, fused=True), fused)
+
+
+def test_fused_qkv_encoder_matches_numpy():
+  batch = _batch()
+  params = _init(bert.BertEncoder(_FUSED), batch[:4])
+  assert 'qkv' in params['params']['layer_0']['attention']
+  got = _apply(bert.BertEncoder(_FUSED), params, batch[:4])
+  want = _np_encoder(bert.convert_qkv_params(params['params'], fused=False), batch, _FUSED)
+  np.testing.assert_allclose(got, want, atol=_F32_TOL, rtol=_F32_TOL)
+
+
+@pytest.mark.parametrize('deterministic', [True, False])
+def test_fused_qkv_equals_separate_projections(deterministic):
+  """Same logits (dropout on or off) and the same gradients, converted."""
+  batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
+  fused_params = bert.convert_qkv_params(params, fused=True)
+
+  def run(cfg, p):
+    model = bert.BertForMLM(cfg)
+    loss = lambda p: jax.nn.logsumexp(model.apply(
+        p, *batch, deterministic=deterministic,
+        rngs={'dropout': jax.random.key(3)}), axis=-1).sum()
+    logits = model.apply(p, *batch, deterministic=deterministic,
+                         rngs={'dropout': jax.random.key(3)})
+    return logits, jax.grad(loss)(p)
+
+  logits, grads = jax.jit(functools.partial(run, _CONFIG))(params)
+  fused_logits, fused_grads = jax.jit(functools.partial(run, _FUSED))(fused_params)
+  chex.assert_trees_all_close(fused_logits, logits, atol=1e-5, rtol=1e-5)
+  chex.assert_trees_all_close(fused_grads, bert.convert_qkv_params(grads, fused=True),
+                              atol=1e-5, rtol=1e-5)
+
+
+def test_f32_activations_lever_keeps_bf16_matmuls_and_f32_storage():
+  """f32_activations stores every Linear / LayerNorm output in float32 under
+  bf16 compute (the A/B lever); the logits stay close to the f32 model's."""
+  batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
+  cfg = dataclasses.replace(_CONFIG, dtype=jnp.bfloat16, f32_activations=True)
+  assert _stored_dtypes(cfg, params, batch) == (jnp.float32, jnp.float32)
+  f32 = _apply(bert.BertForMLM(_CONFIG), params, batch)
+  got = _apply(bert.BertForMLM(cfg), params, batch)
+  np.testing.assert_allclose(got, f32, atol=_BF16_TOL * np.abs(f32).max())
+  assert np.abs(np.asarray(got) - np.asarray(f32)).max() > 0  # the matmuls ran in bf16
+
+
+def test_bits_dropout_mask_is_another_draw_of_the_same_model():
+  batch = _batch()
+  params = _init(bert.BertForMLM(_CONFIG), batch)
+  bits = dataclasses.replace(_CONFIG, dropout_mask='bits')
+  train = lambda cfg, seed: _apply_fn(bert.BertForMLM, cfg, deterministic=False)(
+      params, batch, jax.random.key(seed))
+  np.testing.assert_array_equal(train(bits, 1), train(bits, 1))
+  assert np.abs(train(bits, 1) - train(_CONFIG, 1)).max() > 1e-3
+  np.testing.assert_allclose(_apply(bert.BertForMLM(bits), params, batch),
+                             _apply(bert.BertForMLM(_CONFIG), params, batch), atol=1e-6)
+  with pytest.raises(ValueError, match='blocked attention'):
+    dataclasses.replace(_CONFIG, dropout_mask='bits', attention='blocked')

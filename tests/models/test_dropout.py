@@ -1,4 +1,5 @@
-"""Hash-based dropout: rate, independence across keys and elements, scaling."""
+"""Dropout masks (hash and jax.random.bits): rate, independence across keys and
+elements, scaling."""
 
 import jax
 import numpy as np
@@ -10,16 +11,19 @@ _SHAPE = (4, 64, 64)  # 16384 draws: the keep fraction's std is ~0.004.
 _FRACTION_TOL = 0.02
 
 
+@pytest.mark.parametrize('kind', dropout.MASKS)
 @pytest.mark.parametrize('rate', [0.0, 0.1, 0.5, 0.9])
-def test_keep_fraction_matches_rate(rate):
-  keep = np.asarray(dropout.keep_mask(jax.random.key(0), rate, _SHAPE))
+def test_keep_fraction_matches_rate(rate, kind):
+  keep = np.asarray(dropout.keep_mask(jax.random.key(0), rate, _SHAPE, kind))
   assert abs(keep.mean() - (1 - rate)) < _FRACTION_TOL
 
 
-def test_masks_are_deterministic_and_independent():
+@pytest.mark.parametrize('kind,impl', [('hash', 'threefry2x32'), ('bits', 'threefry2x32'),
+                                       ('bits', 'rbg'), ('bits', 'unsafe_rbg')])
+def test_masks_are_deterministic_and_independent(kind, impl):
   rate = 0.5
-  mask = lambda seed: np.asarray(dropout.keep_mask(jax.random.key(seed), rate,
-                                                   _SHAPE))
+  mask = lambda seed: np.asarray(dropout.keep_mask(jax.random.key(seed, impl=impl), rate,
+                                                   _SHAPE, kind))
   a, b = mask(0), mask(1)
   np.testing.assert_array_equal(a, mask(0))
   # Independent masks agree on (1-rate)² + rate² = 1/2 of the entries.
@@ -47,3 +51,7 @@ def test_module_is_identity_when_deterministic():
   y = module.apply({}, x, deterministic=False,
                    rngs={'dropout': jax.random.key(0)})
   assert set(np.unique(np.asarray(y))) == {0.0, 2.0}
+  bits = dropout.Dropout(0.5, mask='bits').apply({}, x, deterministic=False,
+                                                rngs={'dropout': jax.random.key(0)})
+  assert set(np.unique(np.asarray(bits))) == {0.0, 2.0}
+  assert (np.asarray(bits) != np.asarray(y)).any()  # another mask, same key

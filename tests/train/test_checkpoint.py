@@ -1,5 +1,6 @@
 """Exact resume after a crash, and read-only loading from another process."""
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -13,6 +14,10 @@ import jax
 import numpy as np
 import pytest
 
+from lm_data import models
+from lm_data.finetune import probe
+from lm_data.finetune import trainer as finetune_trainer
+from lm_data.finetune.tasks import base
 from lm_data.models.bert import BertForMLM
 from lm_data.train import checkpoint
 from lm_data.train import optimizer
@@ -101,6 +106,40 @@ def test_pretrained_encoder_loads_in_a_separate_process(tmp_path):
   assert got['step'] == 6 and got['layers'] == 2
   assert got['tok'] == str(tmp_path / 'spm.model')
   assert got['sums'] == expected
+
+
+def test_fused_qkv_checkpoint_serves_finetuning_and_probes(tmp_path):
+  """A fused-QKV run's checkpoint keeps its layout; fine-tuning and probes read
+  it, and the probe features equal those of the same weights split in three."""
+  cfg = _config()
+  cfg.train.num_train_steps = 3
+  cfg.model.overrides = {**cfg.model.overrides, 'fused_qkv': True}
+  arm = tmp_path / 'arm'
+  trainer.pretrain(cfg, arm, train_iter=fixtures.CountingIterator(), eval_sets={},
+                   vocab_size=VOCAB, meta={'tokenizer_path': '/nowhere/spm.model'})
+  pretrained = checkpoint.load_pretrained(arm / 'checkpoints')
+  assert pretrained.model_config.fused_qkv
+  assert sorted(pretrained.encoder_params['layer_0']['attention']) == ['out', 'qkv']
+  tuner = finetune_trainer.FineTuner('classification', pretrained.model_config, 2,
+                                     base.FinetuneSettings(max_len=16), 8)
+  params = tuner.init_params(0, pretrained.encoder_params)
+  chex.assert_trees_all_equal(params['encoder'], pretrained.encoder_params)
+  rng = np.random.default_rng(0)
+  features = {'input_ids': rng.integers(5, VOCAB, (4, 16)).astype(np.int32),
+              'type_ids': np.zeros((4, 16), np.int32),
+              'position_ids': np.broadcast_to(np.arange(16, dtype=np.int32), (4, 16)),
+              'segment_ids': np.ones((4, 16), np.int32)}
+  fused = probe.extract_rows(pretrained.model_config, pretrained.encoder_params, features,
+                             'classification')
+  separate = probe.extract_rows(
+      dataclasses.replace(pretrained.model_config, fused_qkv=False),
+      models.convert_qkv_params(pretrained.encoder_params, fused=False), features,
+      'classification')
+  np.testing.assert_allclose(fused, separate, atol=1e-5, rtol=1e-5)
+  # A checkpoint written before the option existed has no such field: separate.
+  old = checkpoint.model_config_to_dict(pretrained.model_config)
+  del old['fused_qkv']
+  assert not checkpoint.BertConfig(**old).fused_qkv
 
 
 def test_missing_checkpoint_dir_says_what_to_pass(tmp_path):
