@@ -25,6 +25,7 @@ whole benchmark ends inside it.
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,10 @@ _WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed steps after the first.')
 _PEERS = flags.DEFINE_list('peers', list(PEERS), 'Subset of: ' + ', '.join(PEERS))
 _PEAK = flags.DEFINE_float('peak_tflops', 989.0, 'MFU denominator (TFLOP/s).')
 _BUDGET = flags.DEFINE_float('budget_s', 450.0, 'Start no run after this many seconds.')
+_HF_FLAX_PATH = flags.DEFINE_string(
+    'hf_flax_path', None,
+    'A folder holding transformers<5 (pip --target), put first on the hf_flax '
+    "peer's PYTHONPATH only: the torch peers keep the environment's transformers.")
 _RUN = flags.DEFINE_enum('run', None, ['torch_eager', 'torch_compile'],
                          'Internal: time one torch peer in this process.')
 
@@ -80,13 +85,20 @@ def _missing(peer: str) -> str | None:
         return f'{pkg} not importable'
   if peer == 'hf_flax':
     from importlib import metadata
-    try:
-      major = int(metadata.version('transformers').split('.')[0])
-    except metadata.PackageNotFoundError:
-      major = None
-    if major is None or major >= 5:
-      return 'transformers<5 (HF Flax models) not installed'
+    where = {'path': [_HF_FLAX_PATH.value]} if _HF_FLAX_PATH.value else {}
+    found = next(iter(metadata.distributions(name='transformers', **where)), None)
+    if found is None or int(found.version.split('.')[0]) >= 5:
+      place = f' in {_HF_FLAX_PATH.value}' if where else ''
+      return f'transformers<5 (HF Flax models) not installed{place}'
   return None
+
+
+def _child_env(peer: str) -> dict:
+  env = dict(os.environ)
+  if peer == 'hf_flax' and _HF_FLAX_PATH.value:
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (_HF_FLAX_PATH.value, env.get('PYTHONPATH')) if p)
+  return env
 
 
 def run_torch(compiled: bool, model: str, batch: int, seq: int) -> dict:
@@ -160,7 +172,8 @@ def _child(peer: str, model: str, batch: int, seq: int, timeout: float) -> dict:
   else:
     cmd = [sys.executable, __file__, f'--run={peer}', *common]
   try:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                         env=_child_env(peer))
   except subprocess.TimeoutExpired:
     return {'note': f'{peer} {model} b{batch} s{seq}: stopped after {timeout:.0f} s (budget)'}
   if out.returncode:

@@ -37,6 +37,17 @@ _ACTIVATION = flags.DEFINE_enum(
     'activation', 'gelu', ['gelu', 'gelu_exact', 'relu'],
     'gelu = tanh form (google-research/bert; HF "gelu_new"), gelu_exact = erf '
     '(HF "gelu"). Both implementations use the same function.')
+# lm_data-only levers (issue 11), each A/B-able alone; defaults = the library's.
+_FUSED_QKV = flags.DEFINE_bool('fused_qkv', False, 'One fused head-major QKV projection.')
+_F32_ACT = flags.DEFINE_bool('f32_activations', False,
+                             'Store activations in f32 under bf16 compute (pre-session-4).')
+_DROPOUT_MASK = flags.DEFINE_enum('dropout_mask', 'hash', ['hash', 'bits'],
+                                  'Dropout masks: counter hash or jax.random.bits.')
+_PRNG = flags.DEFINE_enum('prng_impl', None, ['threefry2x32', 'rbg', 'unsafe_rbg'],
+                          "jax_default_prng_impl (the 'bits' masks' generator); default JAX's.")
+_SPLITS = flags.DEFINE_integer('batch_splits', 0,
+                               'Attention and train-step batch slices; 0 = automatic '
+                               '(2 on CPU, 1 on accelerators).')
 HF_ACTIVATION = {'gelu': 'gelu_new', 'gelu_exact': 'gelu', 'relu': 'relu'}
 
 MASK_RATE = 0.15
@@ -77,11 +88,15 @@ def run_ours():
   from lm_data.train import flops, steps
   from configs import common
 
+  if _PRNG.value:
+    jax.config.update('jax_default_prng_impl', _PRNG.value)
   dtype = jnp.bfloat16 if _DTYPE.value == 'bf16' else jnp.float32
   preds = int(np.ceil(MASK_RATE * _SEQ.value))
   config = make_config(_MODEL.value, _VOCAB.value, dtype=dtype, attention=_ATTENTION.value,
                        dropout_rate=_DROPOUT.value, attention_dropout_rate=_DROPOUT.value,
-                       activation=_ACTIVATION.value)
+                       activation=_ACTIVATION.value, fused_qkv=_FUSED_QKV.value,
+                       f32_activations=_F32_ACT.value, dropout_mask=_DROPOUT_MASK.value,
+                       attention_batch_splits=_SPLITS.value)
   model = BertForMLM(config)
   train_cfg = common.base_config().train
   from lm_data.train import optimizer as optim
@@ -96,7 +111,8 @@ def run_ours():
                mlm_ids=np.take_along_axis(ids, positions, 1),
                mlm_weights=np.ones(positions.shape, np.float32))
   batch = jax.device_put(batch, steps.batch_sharding(mesh))
-  step = steps.make_jit_train_step(model, tx, schedule, mesh)
+  step = steps.make_jit_train_step(model, tx, schedule, mesh,
+                                   batch_splits=_SPLITS.value or None)
   compile_s, step_s = _time_steps(step, state, batch)
   model_flops = flops.train_flops_per_step(config, batch_size=_BATCH.value,
                                            seq_len=_SEQ.value, predictions=preds)
@@ -177,11 +193,22 @@ def _record(impl, compile_s, step_s, step_flops, peak):
   return {'impl': impl, 'model': _MODEL.value, 'vocab': _VOCAB.value, 'batch': _BATCH.value,
           'seq': _SEQ.value, 'dtype': _DTYPE.value, 'attention': _ATTENTION.value,
           'activation': _ACTIVATION.value,
-          'dropout': _DROPOUT.value, 'tokens_per_s': tokens / step_s, 's_per_step': step_s,
+          'dropout': _DROPOUT.value, **_levers(impl), 'tokens_per_s': tokens / step_s, 's_per_step': step_s,
           'compile_s': compile_s, 'step_tflops': step_flops / 1e12,
           'achieved_tflops_per_s': step_flops / step_s / 1e12, 'peak_tflops_per_s': peak / 1e12,
           'mfu': step_flops / step_s / peak,
           'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _levers(impl):
+  """lm_data's lever settings (recorded for 'ours' only: HF ignores them)."""
+  if impl != 'ours':
+    return {}
+  import jax
+  return {'fused_qkv': _FUSED_QKV.value, 'f32_activations': _F32_ACT.value,
+          'dropout_mask': _DROPOUT_MASK.value,
+          'prng_impl': _PRNG.value or jax.config.jax_default_prng_impl,
+          'batch_splits': _SPLITS.value, 'backend': jax.default_backend()}
 
 
 def _hf_available() -> bool:
