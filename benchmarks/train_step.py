@@ -205,9 +205,11 @@ def _levers(impl):
   if impl != 'ours':
     return {}
   import jax
+  # A record must not fail over a config name another JAX version may lack.
+  default_prng = getattr(jax.config, 'jax_default_prng_impl', 'default')
   return {'fused_qkv': _FUSED_QKV.value, 'f32_activations': _F32_ACT.value,
           'dropout_mask': _DROPOUT_MASK.value,
-          'prng_impl': _PRNG.value or jax.config.jax_default_prng_impl,
+          'prng_impl': _PRNG.value or default_prng,
           'batch_splits': _SPLITS.value, 'backend': jax.default_backend()}
 
 
