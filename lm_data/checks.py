@@ -15,9 +15,9 @@ import jax
 import ml_collections
 
 from lm_data import errors
+from lm_data.corpus import fetch
 from lm_data.finetune import run as finetune_run
 from lm_data.finetune import tasks as tasks_lib
-from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.train import optimizer

@@ -14,7 +14,7 @@ import pathlib
 import jax
 from absl import logging
 
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 
 CACHE_SUBDIR = 'jax_compilation_cache'
 DISABLE_ENV = 'LM_DATA_COMPILATION_CACHE'  # '0' / 'off': leave the cache off

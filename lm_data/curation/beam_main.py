@@ -60,20 +60,20 @@ def _recipe(text: str):
 def _inputs(recipe, data_dir):
   """One Input per domain of the recipe (the train split)."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from lm_data.corpus import tfds_builder  # pylint: disable=import-outside-toplevel
   from lm_data.curation import beam_pipeline  # pylint: disable=import-outside-toplevel
-  from lm_data.input_pipeline import corpus  # pylint: disable=import-outside-toplevel
   if recipe.tfds_name is not None:
     builder = tfds.builder(recipe.tfds_name, data_dir=data_dir)
     corpus_data = False
     builders = [(recipe.tfds_name, builder)]
   else:
     corpus_data = True
-    builders = [(d, corpus.builder(d, data_dir=data_dir))
+    builders = [(d, tfds_builder.builder(d, data_dir=data_dir))
                 for d in recipe.domains]
   return [beam_pipeline.Input(
-      domain=domain, path=os.fspath(builder.data_dir), split=corpus.TRAIN,
+      domain=domain, path=os.fspath(builder.data_dir), split=tfds_builder.TRAIN,
       corpus=corpus_data,
-      num_records=builder.info.splits[corpus.TRAIN].num_examples)
+      num_records=builder.info.splits[tfds_builder.TRAIN].num_examples)
           for domain, builder in builders]
 
 

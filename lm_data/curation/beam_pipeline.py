@@ -23,9 +23,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from array_record.beam import arrayrecordio
 import tensorflow_datasets as tfds
 
+from lm_data.corpus.sources import Document
 from lm_data.curation import dataset
 from lm_data.curation import registry
-from lm_data.input_pipeline.sources import Document
 
 NAMESPACE = 'lm_data.curation'
 # Documents per call of a step (per-document scope) or groups per call.

@@ -19,7 +19,7 @@ from array_record.python import array_record_module
 from etils import epath
 import tensorflow_datasets as tfds
 
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
 
 DATASET_NAME = 'lm_data_curated'
 VERSION = '1.0.0'

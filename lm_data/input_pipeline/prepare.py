@@ -31,13 +31,13 @@ from absl import logging
 
 from lm_data import curation
 from lm_data import utils
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
-from lm_data.input_pipeline import degrade as degrade_lib
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
+from lm_data.curation import decontaminate as decontaminate_lib
+from lm_data.curation import degrade as degrade_lib
 from lm_data.input_pipeline import packing
 from lm_data.input_pipeline import sampling
-from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 # Bump when the output of `prepare` changes for the same inputs.
@@ -287,18 +287,18 @@ def _load_train(recipe: Recipe, data_dir
   if recipe.tfds_name is None:
     docs = []
     for domain in recipe.domains:
-      docs += corpus.load_split(domain, corpus.TRAIN, data_dir=data_dir)
-    parse = {d: corpus.parse_stats(d, data_dir=data_dir)
+      docs += tfds_builder.load_split(domain, tfds_builder.TRAIN, data_dir=data_dir)
+    parse = {d: tfds_builder.parse_stats(d, data_dir=data_dir)
              for d in recipe.domains}
     return docs, [], parse
   wanted = recipe.token_budget * TFDS_CHARS_PER_BUDGET_TOKEN
   docs, chars = [], 0
-  for doc in corpus.iter_tfds_documents(recipe.tfds_name):
+  for doc in tfds_builder.iter_tfds_documents(recipe.tfds_name):
     if chars >= wanted:
       break
     docs.append(doc)
     chars += len(doc.text)
-  held_out = corpus.validation_mask(docs)
+  held_out = tfds_builder.validation_mask(docs)
   return ([d for d, h in zip(docs, held_out) if not h],
           [d for d, h in zip(docs, held_out) if h], {})
 
@@ -390,7 +390,7 @@ def _build(folder: pathlib.Path, recipe: Recipe,
                                 folder=folder / TRAIN_DIR, dtype=dtype))
   stats['held_out'] = {
       d: _pack_held_out(tfds_held_out if d == recipe.tfds_name else
-                        corpus.load_split(d, corpus.VALIDATION,
+                        tfds_builder.load_split(d, tfds_builder.VALIDATION,
                                           data_dir=data_dir),
                         tokenizer, seq_len=seq_len,
                         folder=folder / HELD_OUT_DIR / d, dtype=dtype)
@@ -402,11 +402,11 @@ def _build(folder: pathlib.Path, recipe: Recipe,
 def _train_texts(domain: str, max_chars: int, data_dir) -> Iterator[str]:
   """Train-split texts of a corpus domain, or the start of a TFDS stream."""
   if domain in sources.ALL_DOMAINS:
-    for doc in corpus.load_split(domain, corpus.TRAIN, data_dir=data_dir):
+    for doc in tfds_builder.load_split(domain, tfds_builder.TRAIN, data_dir=data_dir):
       yield doc.text
     return
   chars = 0
-  for doc in corpus.iter_tfds_documents(domain):
+  for doc in tfds_builder.iter_tfds_documents(domain):
     if chars >= max_chars:
       return
     chars += len(doc.text)

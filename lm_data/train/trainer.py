@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
 from lm_data.models.bert import BertForMLM

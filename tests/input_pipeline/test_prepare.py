@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
+from lm_data.curation import decontaminate as decontaminate_lib
 from lm_data.input_pipeline import prepare as prepare_lib
-from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 D1, D2 = sources.DOMAINS[:2]
@@ -111,7 +111,7 @@ def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
   raw = prepare_lib.prepare({'domains': [D1]}, tokenizer, seq_len=SEQ_LEN)
   deduped = prepare_lib.prepare({'domains': [D1], 'quality': ['dedup_exact']},
                                 tokenizer, seq_len=SEQ_LEN)
-  train_texts = [d.text for d in corpus.load_split(D1)]
+  train_texts = [d.text for d in tfds_builder.load_split(D1)]
   expected = len(train_texts) - len(set(train_texts))
   assert expected > 0
   [step] = deduped.stats['steps']
@@ -122,7 +122,7 @@ def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
   # Held-out rows are the raw validation documents, whatever the steps.
   np.testing.assert_array_equal(deduped.held_out[D1].tokens,
                                 raw.held_out[D1].tokens)
-  validation = corpus.load_split(D1, corpus.VALIDATION)
+  validation = tfds_builder.load_split(D1, tfds_builder.VALIDATION)
   reference = collections.Counter(
       t for doc in validation for t in tokenizer.encode(doc.text))
   assert _content(raw.held_out[D1]) == reference
@@ -130,7 +130,7 @@ def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
 
 
 def test_degrade_and_decontaminate_are_recorded(tokenizer):
-  train = corpus.load_split(D1)
+  train = tfds_builder.load_split(D1)
   raw = prepare_lib.prepare({'domains': [D1]}, tokenizer, seq_len=SEQ_LEN)
   recipe = {'domains': [D1], 'degrade': {'word_shuffle': 1.0},
             'decontaminate': True}
@@ -151,7 +151,7 @@ def test_degrade_and_decontaminate_are_recorded(tokenizer):
 
 
 def test_decontamination_stats_by_task_and_domain(tokenizer):
-  train = corpus.load_split(D1)
+  train = tfds_builder.load_split(D1)
   leaked = train[3].text
   # 20 words of another document and 20 new ones: a partial overlap (8 of
   # its 28 13-grams), kept.
@@ -168,7 +168,7 @@ def test_decontamination_stats_by_task_and_domain(tokenizer):
   assert step['removed'] == {D1: copies, D2: 0}
   assert details['by_domain'][D1]['removed'] == copies
   assert details['by_domain'][D2] == {
-      'input': len(corpus.load_split(D2)), 'removed': 0, 'rate': 0.0}
+      'input': len(tfds_builder.load_split(D2)), 'removed': 0, 'rate': 0.0}
   assert details['by_task']['leaky']['found'] == 1
   assert details['by_task']['leaky']['documents_by_domain'] == {D1: copies}
   assert details['by_task']['clean']['found'] == 0
@@ -238,7 +238,7 @@ def test_shared_tokenizer_sees_only_train_documents(tmp_path):
   stats = json.loads((path.parent / 'sample_stats.json').read_text())
   for domain in (D1, D2):
     assert stats['domains'][domain]['documents_available'] == len(
-        corpus.load_split(domain))
+        tfds_builder.load_split(domain))
   assert tokenizer_lib.Tokenizer.load(path).vocab_size == VOCAB_SIZE
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lm_data import errors
+from lm_data.corpus.sources import Document
 from lm_data.curation import dataset
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import stream
-from lm_data.input_pipeline.sources import Document
 
 SEQ_LEN = 16
 CLS, SEP = 2, 3
@@ -143,10 +143,10 @@ def test_smoke_sized_arm_trains_from_a_curated_dataset(tmp_path):
   of real news documents: the loss falls, and a run stopped at step 30
   resumes from its checkpointed stream state to the same parameters."""
   from configs import common  # pylint: disable=import-outside-toplevel
-  from lm_data.input_pipeline import corpus  # pylint: disable=import-outside-toplevel
+  from lm_data.corpus import tfds_builder  # pylint: disable=import-outside-toplevel
   from lm_data.train import trainer  # pylint: disable=import-outside-toplevel
   folder = dataset.write_documents(tmp_path / 'curated',
-                                   corpus.load_split('news'),
+                                   tfds_builder.load_split('news'),
                                    domains=['news'], num_shards=2)
   cfg = common.smoke(common.base_config())
   cfg.train.async_checkpointing = False

@@ -243,7 +243,7 @@ def verify_cache() -> list[CacheEntry]:
   `fetch` checks an archive whenever it is read; this checks the whole cache
   at once (e.g. after copying it between machines). Pins are those of the
   Archives made so far: import the modules that define them first
-  (lm_data.input_pipeline.sources, lm_data.finetune.tasks).
+  (lm_data.corpus.sources, lm_data.finetune.tasks).
   """
   folder = cache_root() / ARCHIVES_DIR
   if not folder.is_dir():
