@@ -203,13 +203,13 @@ class Prepared:
       vocabulary fits, cast to int32 by the loader).
     held_out: domain -> held-out rows.
   """
-  path: pathlib.Path
+  path: utils.AnyPath
   stats: dict[str, Any]
   train: packing.PackedArrays
   held_out: dict[str, packing.PackedArrays]
 
 
-def default_cache() -> pathlib.Path:
+def default_cache() -> utils.AnyPath:
   return fetch.cache_root() / PREPARED_DIR
 
 
@@ -231,8 +231,8 @@ def cache_key(recipe: Recipe, tokenizer_sha256: str, *, seq_len: int,
 
 
 def load_prepared(path: str | os.PathLike[str]) -> Prepared:
-  """Reads a finished cache folder (arrays memory-mapped)."""
-  path = pathlib.Path(path)
+  """Reads a finished cache folder (arrays memory-mapped when local)."""
+  path = utils.path(path)
   stats = json.loads((path / STATS_FILE).read_text())
   return Prepared(
       path=path, stats=stats,
@@ -419,7 +419,7 @@ def train_shared_tokenizer(
     max_chars: int = tokenizer_lib.DEFAULT_MAX_CHARS, seed: int = 0,
     process_index: int | None = None,
     wait_timeout_s: float = tokenizer_lib.DEFAULT_WAIT_TIMEOUT_S,
-    data_dir: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    data_dir: str | os.PathLike[str] | None = None) -> utils.AnyPath:
   """Trains the study's tokenizer on the train splits of `domains`.
 
   Equal characters per domain (`tokenizer.balanced_sample`); the validation
@@ -428,7 +428,7 @@ def train_shared_tokenizer(
   `max_chars`. Only process 0 reads.
   """
   share = max_chars // max(len(domains), 1)
-  if not pathlib.Path(out_path).exists():
+  if not utils.path(out_path).exists():
     logging.info('tokenizer: training %d pieces on up to %d characters of %s',
                  vocab_size, max_chars, ', '.join(domains))
   texts = {d: _train_texts(d, share, data_dir) for d in domains}
@@ -436,6 +436,17 @@ def train_shared_tokenizer(
       texts, out_path, vocab_size=vocab_size, model_type=model_type,
       max_chars=max_chars, seed=seed, process_index=process_index,
       wait_timeout_s=wait_timeout_s)
+
+
+def _upload(local: pathlib.Path, folder: utils.AnyPath) -> None:
+  """Copies a built cache folder to an object store, `stats.json` last (it
+  marks the folder finished, as the rename does locally)."""
+  files = sorted((p for p in local.rglob('*') if p.is_file()),
+                 key=lambda p: p.name == STATS_FILE)
+  for src in files:
+    dst = folder / src.relative_to(local).as_posix()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
 
 
 def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
@@ -472,21 +483,27 @@ def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
                      f'{packing.MIN_SEGMENT_LEN}')
   key = cache_key(recipe, tokenizer.sha256, seq_len=seq_len,
                   held_out_domains=held_out_domains, eval_texts=eval_texts)
-  root = pathlib.Path(cache) if cache is not None else default_cache()
+  root = utils.path(cache) if cache is not None else default_cache()
   folder = root / key
   if (folder / STATS_FILE).exists():
     return load_prepared(folder)
-  root.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f'.{key}.'))
+  remote = utils.is_remote(root)
+  if not remote:
+    root.mkdir(parents=True, exist_ok=True)
+  # A gs:// cache is built in a local temp folder, then uploaded.
+  tmp = pathlib.Path(tempfile.mkdtemp(dir=None if remote else root, prefix=f'.{key}.'))
   try:
     _build(tmp, recipe, tokenizer, seq_len=seq_len, eval_texts=eval_texts,
            held_out_domains=held_out_domains, data_dir=data_dir, key=key)
-    try:
-      os.rename(tmp, folder)
-    except OSError:
-      if not (folder / STATS_FILE).exists():
-        raise
-      # Another process finished the same folder first; theirs is identical.
+    if remote:
+      _upload(tmp, folder)
+    else:
+      try:
+        os.rename(tmp, folder)
+      except OSError:
+        if not (folder / STATS_FILE).exists():
+          raise
+        # Another process finished the same folder first; theirs is identical.
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return load_prepared(folder)

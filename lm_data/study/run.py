@@ -16,8 +16,6 @@ writes its own files.
 import concurrent.futures
 import json
 import math
-import os
-import pathlib
 import re
 import time
 
@@ -84,24 +82,24 @@ def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.Config
   return [a for a in config.arms if not config.arm or a.name == config.arm]
 
 
-def tokenizer_meta(tokenizer: tokenizer_lib.Tokenizer, ckpt_dir: pathlib.Path) -> dict:
+def tokenizer_meta(tokenizer: tokenizer_lib.Tokenizer, ckpt_dir: utils.AnyPath) -> dict:
   """Checkpoint meta naming the tokenizer: path relative to `ckpt_dir`, and sha256.
 
   The relative path lets a moved or bundled workdir find its tokenizer; the
   sha256 is checked when fine-tuning loads it (`finetune.run.load_tokenizer`).
   """
-  return {'tokenizer_path': os.path.relpath(tokenizer.path.absolute(), ckpt_dir.absolute()),
+  return {'tokenizer_path': utils.relative_path(tokenizer.path, ckpt_dir),
           'tokenizer_sha256': tokenizer.sha256}
 
 
 class Study:
   """Shared state of one ablation run: tokenizer, eval texts, held-out domains."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: utils.AnyPath):
     self.config = config
     self.workdir = workdir
     self.is_main = jax.process_index() == 0
-    self.cache = pathlib.Path(config.cache_dir) if config.cache_dir else None
+    self.cache = utils.path(config.cache_dir) if config.cache_dir else None
     self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
     needs_texts = any(arm.data.decontaminate for arm in config.arms)
     # Every local task, not config.finetune.tasks: the corpus must not depend on the run's tasks.
@@ -330,7 +328,7 @@ def _run_arms(study: Study, arms, budgets, *, overlap: bool) -> list[dict] | Non
   return [done[arm.name] for arm in arms]
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
+def run_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dict | None:
   """Runs (or resumes) every selected arm, the controls and the report."""
   arms = select_arms(config)
   workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
@@ -349,11 +347,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
     return None  # a single arm of a job array: the report is made by a full run
   controls = records[0].get('controls', {})
   results = report_lib.write_report(workdir, plain(config), records, controls)
-  logging.info('report: %s', (workdir / 'report' / 'report.md').absolute())
+  report_md = workdir / 'report' / 'report.md'
+  logging.info('report: %s', report_md if utils.is_remote(report_md) else report_md.absolute())
   return results
 
 
-def prepare_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+def prepare_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dict:
   """Prepares everything a run of `config` reads, and trains nothing (`--prepare_only`).
 
   Fetches the archives, builds the corpora, trains the shared tokenizer into

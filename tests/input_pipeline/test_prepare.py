@@ -3,6 +3,7 @@
 import collections
 import dataclasses
 import json
+import os
 import random
 
 import numpy as np
@@ -105,6 +106,25 @@ def test_second_call_loads_the_cache(tokenizer, monkeypatch):
   assert second.stats == first.stats
   assert not [p for p in first.path.parent.iterdir()
               if p.name.startswith('.')]  # No temporary folder is left.
+
+
+def test_gcs_cache_holds_the_same_rows_and_is_read_back(tokenizer, fake_gcs, monkeypatch):
+  recipe = {'domains': [D1, D2], 'token_budget': 500, 'seed': 2}
+  local = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN)
+  remote = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN,
+                               cache='gs://bucket/prepared')
+  assert os.fspath(remote.path) == f'gs://bucket/prepared/{local.path.name}'
+  assert f'bucket/prepared/{local.path.name}/{prepare_lib.STATS_FILE}' in fake_gcs
+  monkeypatch.setattr(prepare_lib, '_build', lambda *a, **k: pytest.fail('rebuilt'))
+  again = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN,
+                              cache='gs://bucket/prepared')
+  for got in (remote, again):
+    assert got.stats == local.stats
+    np.testing.assert_array_equal(got.train.tokens, local.train.tokens)
+    np.testing.assert_array_equal(got.train.segment_ids, local.train.segment_ids)
+    assert got.held_out.keys() == local.held_out.keys()
+    for d in local.held_out:
+      np.testing.assert_array_equal(got.held_out[d].tokens, local.held_out[d].tokens)
 
 
 def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
