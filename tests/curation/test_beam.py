@@ -112,3 +112,9 @@ def test_beam_main_and_prepare_keep_the_same_documents(tmp_path,
     written += [dataset.document(r) for r in source]
   key = lambda d: (d.domain, d.source, d.doc_id)  # noqa: E731
   assert sorted(written, key=key) == sorted(expected, key=key)
+  # The corpus' validation documents, copied uncurated to the held-out splits.
+  assert stats['held_out'] == {f'{d}_validation': d for d in DOMAINS}
+  for domain in DOMAINS:
+    source = builder.as_data_source(split=f'{domain}_validation')
+    assert sorted((dataset.document(r) for r in source), key=key) == sorted(
+        tfds_builder.load_split(domain, tfds_builder.VALIDATION), key=key)

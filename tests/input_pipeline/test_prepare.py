@@ -127,6 +127,26 @@ def test_gcs_cache_holds_the_same_rows_and_is_read_back(tokenizer, fake_gcs, mon
       np.testing.assert_array_equal(got.held_out[d].tokens, local.held_out[d].tokens)
 
 
+def test_curated_held_out_rows_equal_the_prepared_ones(tokenizer, tmp_path):
+  """A curated dataset holding the corpus' validation split gives the streamed
+  run the held-out rows prepare gives the in-memory run."""
+  from lm_data.curation import dataset  # pylint: disable=import-outside-toplevel
+  from lm_data.input_pipeline import stream  # pylint: disable=import-outside-toplevel
+  prepared = prepare_lib.prepare({'domains': [D1, D2], 'token_budget': 400},
+                                 tokenizer, seq_len=SEQ_LEN)
+  validation = [doc for d in (D1, D2)
+                for doc in tfds_builder.load_split(d, tfds_builder.VALIDATION)]
+  folder = dataset.write_documents(
+      tmp_path / 'curated', tfds_builder.load_split(D1), domains=[D1],
+      held_out=validation[::-1], held_out_domains=[D1, D2], num_shards=2)
+  rows = stream.held_out_rows(folder, tokenizer, seq_len=SEQ_LEN)
+  assert set(rows) == {D1, D2}
+  for d in (D1, D2):
+    np.testing.assert_array_equal(rows[d].tokens, prepared.held_out[d].tokens)
+    np.testing.assert_array_equal(rows[d].segment_ids,
+                                  prepared.held_out[d].segment_ids)
+
+
 def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
   raw = prepare_lib.prepare({'domains': [D1]}, tokenizer, seq_len=SEQ_LEN)
   deduped = prepare_lib.prepare({'domains': [D1], 'quality': ['dedup_exact']},
