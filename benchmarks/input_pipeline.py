@@ -34,12 +34,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
 from lm_data.curation import dataset as dataset_lib
-from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import packing
-from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import stream
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 

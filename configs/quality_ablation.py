@@ -7,7 +7,7 @@ noisy `social` domain (CrowdFlower tweets, mojibake and all). Arms apply
 Gopher/C4-style heuristics, exact + MinHash near-duplicate removal, Cramming's
 tokenizer compression-ratio filter, all of them, or synthetic degradation of
 the unfiltered pool (character noise at two rates, boilerplate, markup; the
-noise is synthesised, see lm_data/input_pipeline/degrade.py). Every arm gets
+noise is synthesised, see lm_data/curation/degrade.py). Every arm gets
 the smallest arm's unique-token count (`equal_budget`).
 
 Command:

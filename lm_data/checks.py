@@ -8,16 +8,16 @@ task, domain, dtype, ...) is re-raised as one.
 """
 
 import os
-import pathlib
 import sys
 
 import jax
 import ml_collections
 
 from lm_data import errors
+from lm_data import utils
+from lm_data.corpus import fetch
 from lm_data.finetune import run as finetune_run
 from lm_data.finetune import tasks as tasks_lib
-from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.train import optimizer
@@ -28,9 +28,15 @@ POSITIVE_TRAIN_FIELDS = ('global_batch_size', 'eval_batch_size', 'num_train_step
                          'grad_accum_steps', 'checkpoint_every', 'log_every')
 
 
-def check_dir(path: str | os.PathLike[str], name: str) -> pathlib.Path:
-  """Creates folder `path` if needed; UserError if it is a file or not writable."""
-  path = pathlib.Path(path)
+def check_dir(path: str | os.PathLike[str], name: str) -> utils.AnyPath:
+  """Creates folder `path` if needed; UserError if it is a file or not writable.
+
+  A `gs://` folder is returned as an epath (`utils.path`); an object store has
+  no folders or permission bits to check before the first write.
+  """
+  path = utils.path(path)
+  if utils.is_remote(path):
+    return path
   if path.exists() and not path.is_dir():
     raise errors.UserError(f'{name} {path} is a file, not a directory; pass a directory '
                            '(it is created if missing)')

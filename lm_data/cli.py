@@ -117,9 +117,9 @@ def user_errors() -> Iterator[None]:
 def verify_cache() -> int:
   """`--verify_cache`: one line per cached archive; the exit status (1 on a mismatch)."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from lm_data.finetune import tasks  # the pins of the task archives ...
-  from lm_data.input_pipeline import fetch
-  from lm_data.input_pipeline import sources  # ... and of the source archives
+  from lm_data.corpus import fetch
+  from lm_data.corpus import sources  # the pins of the source archives ...
+  from lm_data.finetune import tasks  # ... and of the task archives
   entries = fetch.verify_cache()
   for entry in entries:
     print(f'{entry.status:9} {entry.path.name}' + (f'  {entry.detail}' if entry.detail else ''))

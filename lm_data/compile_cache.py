@@ -9,12 +9,12 @@ program; deleting the folder is always safe (JAX's size cap needs `filelock`).
 """
 
 import os
-import pathlib
 
 import jax
 from absl import logging
 
-from lm_data.input_pipeline import fetch
+from lm_data import utils
+from lm_data.corpus import fetch
 
 CACHE_SUBDIR = 'jax_compilation_cache'
 DISABLE_ENV = 'LM_DATA_COMPILATION_CACHE'  # '0' / 'off': leave the cache off
@@ -23,7 +23,7 @@ DISABLE_ENV = 'LM_DATA_COMPILATION_CACHE'  # '0' / 'off': leave the cache off
 MIN_COMPILE_SECS = 0.2
 
 
-def enable(cache_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
+def enable(cache_dir: str | os.PathLike | None = None) -> utils.AnyPath | None:
   """Turns the cache on at `<cache_dir or cache_root()>/jax_compilation_cache`.
 
   Call before the first compilation. A cache folder already set through
@@ -33,8 +33,7 @@ def enable(cache_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
   if os.environ.get(DISABLE_ENV, '').lower() in ('0', 'off', 'false', 'no'):
     return None
   current = jax.config.jax_compilation_cache_dir
-  path = pathlib.Path(current) if current else (
-      pathlib.Path(cache_dir) if cache_dir else fetch.cache_root()) / CACHE_SUBDIR
+  path = utils.path(current) if current else fetch.cache_root(cache_dir) / CACHE_SUBDIR
   if not current:
     jax.config.update('jax_compilation_cache_dir', str(path))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECS)

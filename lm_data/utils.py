@@ -1,7 +1,8 @@
 """Helpers shared across the packages, each defined once here.
 
-* Files: `atomic_write` / `write_json` (a reader never sees a half-written
-  file) and `json_safe` (plain JSON types from numpy values and configs).
+* Files: `path` (epath for gs:// and other URIs, pathlib for local paths),
+  `atomic_write` / `write_json` (a reader never sees a half-written file) and
+  `json_safe` (plain JSON types from numpy values and configs).
 * Hashing and seeds: `mix64` (the splitmix64 finaliser), `hash_counters`,
   `derive_seed` (one 64-bit seed per purpose), `name_hash` and `rng` (a numpy
   generator for a seed and named or numbered streams).
@@ -11,16 +12,65 @@
 from collections.abc import Iterator, Mapping
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
 import pathlib
+import posixpath
 import tempfile
 from typing import Any, BinaryIO
 
+from etils import epath
 import numpy as np
 
 # ------------------------------------------------------------------ files
+
+PathLike = str | os.PathLike[str]
+AnyPath = pathlib.Path | epath.Path
+
+
+def is_remote(path: PathLike) -> bool:
+  """True for a URI (gs://, s3://, ...), which only epath can open."""
+  return '://' in os.fspath(path)
+
+
+def path(path_like: PathLike) -> AnyPath:
+  """The path object for `path_like`: epath for a URI, pathlib otherwise.
+
+  Workdirs, checkpoints, prepared data and reports go through here, so a
+  `gs://` workdir is read and written through epath (fsspec/gcsfs, or
+  tf.io.gfile when TensorFlow is installed) without gcsfuse, while a local
+  path keeps pathlib's exact behaviour (os.access, mmap, atomic renames).
+  """
+  if is_remote(path_like):
+    return epath.Path(path_like)
+  return pathlib.Path(path_like)
+
+
+def _split_uri(path_like: PathLike) -> tuple[str, str]:
+  scheme, rest = os.fspath(path_like).split('://', 1)
+  return f'{scheme}://', '/' + rest
+
+
+def relative_path(path_like: PathLike, start: PathLike) -> str:
+  """`path_like` relative to folder `start` (both local, or both under one URI scheme)."""
+  if not is_remote(start):
+    return os.path.relpath(pathlib.Path(path_like).absolute(), pathlib.Path(start).absolute())
+  (scheme, target), (start_scheme, base) = _split_uri(path_like), _split_uri(start)
+  if scheme != start_scheme:
+    raise ValueError(f'{path_like} and {start} are on different file systems')
+  return posixpath.relpath(target, base)
+
+
+def resolve_path(start: PathLike, relative: PathLike) -> AnyPath:
+  """`start / relative` with '..' collapsed (os.path.normpath would make gs:// gs:/)."""
+  if is_remote(relative):
+    return path(relative)
+  if not is_remote(start) or os.path.isabs(relative):
+    return pathlib.Path(os.path.normpath(pathlib.Path(start) / relative))
+  scheme, base = _split_uri(start)
+  return epath.Path(scheme + posixpath.normpath(posixpath.join(base, os.fspath(relative)))[1:])
 
 
 @contextlib.contextmanager
@@ -30,8 +80,16 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
   It is a temp file beside `path`, renamed into place on success and removed
   on error. Readers (another process waiting for the tokenizer, a cache
   look-up, a report reader) see the old file or the whole new one, never a
-  partial write.
+  partial write. On an object store (`gs://`) the object is written in one
+  upload when the block ends, which is atomic there.
   """
+  if is_remote(path):
+    buffer = io.BytesIO()
+    yield buffer
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')

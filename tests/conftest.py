@@ -30,3 +30,39 @@ def pytest_runtest_setup(item):
   if item.get_closest_marker('network') and not pypi_reachable():
     pytest.skip(f'{PYPI_HOST}:443 unreachable within {PROBE_TIMEOUT_S} s: '
                 'this test downloads pinned archives from PyPI')
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+  """`gs://` paths served from memory, through epath's real gs:// code path.
+
+  etils has no in-memory file system of its own (`epath.testing.mock_epath`
+  only wraps the local backend's functions), but without TensorFlow epath
+  opens gs:// through fsspec's 'gcs' protocol, so fsspec's MemoryFileSystem
+  registered under that name stands in for gcsfs. Returns the store
+  ({'bucket/path': MemoryFile}) to look at what was written.
+  """
+  import importlib  # pylint: disable=import-outside-toplevel
+  from etils.epath import backend  # pylint: disable=import-outside-toplevel
+  from fsspec.implementations import memory  # pylint: disable=import-outside-toplevel
+
+  class FakeGcs(memory.MemoryFileSystem):
+    protocol = ('gs', 'gcs')
+    store = {}
+    pseudo_dirs = ['']
+
+    @classmethod
+    def _strip_protocol(cls, path):  # gcsfs' form: 'bucket/key', no slash
+      path = os.fspath(path)
+      for prefix in ('gs://', 'gcs://'):
+        if path.startswith(prefix):
+          path = path[len(prefix):]
+      return path.strip('/')
+
+  for name in ('gs', 'gcs'):
+    monkeypatch.setitem(importlib.import_module('fsspec.registry')._registry,  # pylint: disable=protected-access
+                        name, FakeGcs)
+  backend.fsspec_backend._get_filesystem.cache_clear()  # pylint: disable=protected-access
+  yield FakeGcs.store
+  backend.fsspec_backend._get_filesystem.cache_clear()  # pylint: disable=protected-access
+  FakeGcs.clear_instance_cache()

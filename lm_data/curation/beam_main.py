@@ -58,23 +58,25 @@ def _recipe(text: str):
 
 
 def _inputs(recipe, data_dir):
-  """One Input per domain of the recipe (the train split)."""
+  """One Input per domain of the recipe: the train splits, and the
+  validation splits that exist (held out, copied uncurated)."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from lm_data.corpus import tfds_builder  # pylint: disable=import-outside-toplevel
   from lm_data.curation import beam_pipeline  # pylint: disable=import-outside-toplevel
-  from lm_data.input_pipeline import corpus  # pylint: disable=import-outside-toplevel
   if recipe.tfds_name is not None:
     builder = tfds.builder(recipe.tfds_name, data_dir=data_dir)
     corpus_data = False
     builders = [(recipe.tfds_name, builder)]
   else:
     corpus_data = True
-    builders = [(d, corpus.builder(d, data_dir=data_dir))
+    builders = [(d, tfds_builder.builder(d, data_dir=data_dir))
                 for d in recipe.domains]
-  return [beam_pipeline.Input(
-      domain=domain, path=os.fspath(builder.data_dir), split=corpus.TRAIN,
-      corpus=corpus_data,
-      num_records=builder.info.splits[corpus.TRAIN].num_examples)
-          for domain, builder in builders]
+  def inputs(split):
+    return [beam_pipeline.Input(
+        domain=domain, path=os.fspath(builder.data_dir), split=split,
+        corpus=corpus_data, num_records=builder.info.splits[split].num_examples)
+            for domain, builder in builders if split in builder.info.splits]
+  return inputs(tfds_builder.TRAIN), inputs(tfds_builder.VALIDATION)
 
 
 def main(argv=None) -> int:
@@ -117,14 +119,14 @@ def main(argv=None) -> int:
         eval_texts = {t: tasks_lib.eval_texts([t]) for t in names}
     context = curation.Context.from_recipe(
         recipe, eval_texts=eval_texts, tokenizer_path=args.tokenizer)
-    inputs = _inputs(recipe, args.data_dir)
+    inputs, held_out = _inputs(recipe, args.data_dir)
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   stats = beam_pipeline.run(
       inputs, steps, context, output_dir=args.output_dir,
       num_shards=args.num_shards, options=PipelineOptions(beam_args),
-      metadata={'recipe': recipe.to_json()})
+      metadata={'recipe': recipe.to_json()}, held_out=held_out)
   for step in stats['steps']:
     print(f"{step['step']}: removed {sum(step['removed'].values())} "
           f"({step['removed']})")

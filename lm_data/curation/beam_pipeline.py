@@ -23,9 +23,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from array_record.beam import arrayrecordio
 import tensorflow_datasets as tfds
 
+from lm_data.corpus.sources import Document
 from lm_data.curation import dataset
 from lm_data.curation import registry
-from lm_data.input_pipeline.sources import Document
 
 NAMESPACE = 'lm_data.curation'
 # Documents per call of a step (per-document scope) or groups per call.
@@ -141,28 +141,42 @@ def curate(keyed, step_names: Sequence[str], context: registry.Context):
   return keyed
 
 
-def build(pipeline: beam.Pipeline, inputs: Sequence[Input],
-          step_names: Sequence[str], context: registry.Context, *,
-          output_dir: str, num_shards: int = 1) -> None:
-  """Adds read -> steps -> write to `pipeline`."""
+def _read(pipeline: beam.Pipeline, inputs: Sequence[Input], label: str = ''):
   ranges = [(rank, start, min(start + READ_RANGE, source.num_records))
             for rank, source in enumerate(inputs)
             for start in range(0, source.num_records, READ_RANGE)]
-  keyed = (pipeline
-           | 'Ranges' >> beam.Create(ranges)
-           | 'Spread' >> beam.Reshuffle()
-           | 'Read' >> beam.FlatMap(_read_range, list(inputs)))
-  keyed = curate(keyed, step_names, context)
-  domains = [source.domain for source in inputs]
-  parts = keyed | 'ByDomain' >> beam.Partition(
+  return (pipeline
+          | f'{label}Ranges' >> beam.Create(ranges)
+          | f'{label}Spread' >> beam.Reshuffle()
+          | f'{label}Read' >> beam.FlatMap(_read_range, list(inputs)))
+
+
+def _write(keyed, domains: Sequence[str], output_dir: str, num_shards: int,
+           held_out: bool = False) -> None:
+  label = 'HeldOut' if held_out else ''
+  parts = keyed | f'{label}ByDomain' >> beam.Partition(
       lambda kv, _: domains.index(kv[1].domain), len(domains))
   for domain, part in zip(domains, parts):
     _ = (part
-         | f'Serialize_{domain}' >> beam.MapTuple(
+         | f'{label}Serialize_{domain}' >> beam.MapTuple(
              lambda _, doc: dataset.serialize(doc))
-         | f'Write_{domain}' >> arrayrecordio.WriteToArrayRecord(
-             dataset.shard_prefix(output_dir, domain), num_shards=num_shards,
-             shard_name_template='-SSSSS-of-NNNNN'))
+         | f'{label}Write_{domain}' >> arrayrecordio.WriteToArrayRecord(
+             dataset.shard_prefix(output_dir, domain, held_out=held_out),
+             num_shards=num_shards, shard_name_template='-SSSSS-of-NNNNN'))
+
+
+def build(pipeline: beam.Pipeline, inputs: Sequence[Input],
+          step_names: Sequence[str], context: registry.Context, *,
+          output_dir: str, num_shards: int = 1,
+          held_out: Sequence[Input] = ()) -> None:
+  """Adds read -> steps -> write to `pipeline`; the `held_out` inputs are
+  copied uncurated to the held-out splits (as prepare's held-out rows)."""
+  keyed = curate(_read(pipeline, inputs), step_names, context)
+  _write(keyed, [source.domain for source in inputs], output_dir, num_shards)
+  if held_out:
+    _write(_read(pipeline, held_out, 'HeldOut'),
+           [source.domain for source in held_out], output_dir, num_shards,
+           held_out=True)
 
 
 def _unflatten(flat: dict[str, int]) -> dict[str, Any]:
@@ -204,17 +218,19 @@ def collect_stats(result, step_names: Sequence[str]) -> list[dict]:
 def run(inputs: Sequence[Input], step_names: Sequence[str],
         context: registry.Context, *, output_dir: str, num_shards: int = 1,
         options: beam.options.pipeline_options.PipelineOptions | None = None,
-        metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        metadata: dict[str, Any] | None = None,
+        held_out: Sequence[Input] = ()) -> dict[str, Any]:
   """Runs the curation and writes the dataset and its stats; returns them."""
   for name in step_names:
     registry.get(name)  # Unknown names fail before the pipeline starts.
   pipeline = beam.Pipeline(options=options)
   build(pipeline, inputs, step_names, context, output_dir=output_dir,
-        num_shards=num_shards)
+        num_shards=num_shards, held_out=held_out)
   result = pipeline.run()
   result.wait_until_finish()
   stats = {'steps': collect_stats(result, step_names),
            'inputs': [dataclasses.asdict(i) for i in inputs],
            **(metadata or {})}
-  dataset.write_metadata(output_dir, [i.domain for i in inputs], stats)
+  dataset.write_metadata(output_dir, [i.domain for i in inputs], stats,
+                         [i.domain for i in held_out])
   return stats

@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from absl import logging
 
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
+from lm_data.corpus.sources import Document
+from lm_data.curation import decontaminate as decontaminate_lib
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
-from lm_data.input_pipeline.sources import Document
 
 Docs = list[Document]
 Details = dict[str, Any]

@@ -33,7 +33,6 @@ from collections.abc import Sequence
 import dataclasses
 import hashlib
 import json
-import pathlib
 import re
 import time
 
@@ -131,14 +130,14 @@ def active_inits(config: ml_collections.ConfigDict,
   return out
 
 
-def find_checkpoints(path: str | pathlib.Path, arms: Sequence[str] = (),
-                     arm: str = '') -> list[tuple[str, pathlib.Path]]:
+def find_checkpoints(path: utils.PathLike, arms: Sequence[str] = (),
+                     arm: str = '') -> list[tuple[str, utils.AnyPath]]:
   """(arm name, checkpoint dir) pairs for a checkpoint dir or a study workdir.
 
   A workdir holds `arms/<arm>/checkpoints`; `arms` restricts which are used. A
   single checkpoint dir is named `arm`, else its run folder's name.
   """
-  path = pathlib.Path(path)
+  path = utils.path(path)
   if (path / 'arms').is_dir():
     found = {d.name: d / CHECKPOINTS_SUBDIR
              for d in sorted((path / 'arms').iterdir())
@@ -202,13 +201,13 @@ def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
   return recipe, limits
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
+def _write_json(path: utils.AnyPath, obj) -> None:
   """Indented JSON with lists of numbers on one line (per-item predictions)."""
   utils.atomic_write(path, _NUMBER_LIST.sub(
       lambda m: '[' + re.sub(r'\s+', '', m.group(1)) + ']', json.dumps(obj, indent=1)))
 
 
-def _read(path: pathlib.Path) -> dict | None:
+def _read(path: utils.AnyPath) -> dict | None:
   try:
     return json.loads(path.read_text())
   except (FileNotFoundError, json.JSONDecodeError):
@@ -220,7 +219,7 @@ def _key(*parts) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:KEY_CHARS]
 
 
-def _reuse(path: pathlib.Path, key: str, arm: str) -> bool:
+def _reuse(path: utils.AnyPath, key: str, arm: str) -> bool:
   """True if `path` holds the result for `key`, or one was copied there.
 
   Control results do not depend on the arm, so an identical one (same key)
@@ -447,7 +446,7 @@ class _Task:
 
 def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
              pretrained: checkpoint.Pretrained, tokenizer: encoding.Tokenizer,
-             config: ml_collections.ConfigDict, task_dir: pathlib.Path,
+             config: ml_collections.ConfigDict, task_dir: utils.AnyPath,
              arm: str) -> None:
   """Evaluates one task for every init and seed; writes results.
 
@@ -475,7 +474,7 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
         state.finetune(init, seed)
 
 
-def summarise(task_dir: pathlib.Path, names: Sequence[str]) -> dict:
+def summarise(task_dir: utils.AnyPath, names: Sequence[str]) -> dict:
   """Per init: {split: {metric: mean/std/ci95/n}} over the named results.
 
   Also per init: `files` (the result files summarised) and, for probes,
@@ -527,10 +526,10 @@ def load_tokenizer(pretrained: checkpoint.Pretrained) -> tokenizer_lib.Tokenizer
 
 def evaluate_arm(config: ml_collections.ConfigDict,
                  pretrained: checkpoint.Pretrained,
-                 eval_dir: str | pathlib.Path, *, arm: str) -> dict:
+                 eval_dir: utils.PathLike, *, arm: str) -> dict:
   """All configured tasks for one pretrained encoder; returns the summary."""
   config = settings(config)
-  eval_dir = pathlib.Path(eval_dir)
+  eval_dir = utils.path(eval_dir)
   tokenizer = load_tokenizer(pretrained)
   summary = {'arm': arm, 'checkpoint_step': pretrained.step, 'tasks': {}}
   for name in config.tasks or tasks_lib.LOCAL_TASKS:
@@ -548,14 +547,14 @@ def evaluate_arm(config: ml_collections.ConfigDict,
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict,
-                        ckpt_dir: str | pathlib.Path,
-                        eval_dir: str | pathlib.Path, *, arm: str) -> dict:
+                        ckpt_dir: utils.PathLike,
+                        eval_dir: utils.PathLike, *, arm: str) -> dict:
   """Reads the encoder of `ckpt_dir` (read-only) and evaluates it."""
   pretrained = checkpoint.load_pretrained(ckpt_dir, settings(config).step)
   return evaluate_arm(config, pretrained, eval_dir, arm=arm)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+def evaluate(config: ml_collections.ConfigDict, workdir: utils.PathLike
              ) -> dict[str, dict]:
   """The binary's entry: every arm found at config.checkpoint -> summaries.
 
@@ -567,7 +566,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
                      'a study workdir (--config.checkpoint=...)')
   for name in config.tasks:
     tasks_lib.get_task(name)   # fail on a typo before any work
-  workdir = pathlib.Path(workdir)
+  workdir = utils.path(workdir)
   summaries = {}
   found = find_checkpoints(config.checkpoint, config.arms, config.arm)
   for arm, ckpt_dir in found:

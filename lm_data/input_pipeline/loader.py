@@ -16,7 +16,7 @@ position (`next_index`) for free.
 
 from collections.abc import Iterator, Mapping
 import math
-import pathlib
+import os
 from typing import Any
 
 import grain
@@ -47,7 +47,7 @@ def as_packed(source: Any) -> packing.PackedArrays:
   """
   if isinstance(source, packing.PackedArrays):
     return source
-  if isinstance(source, (str, pathlib.Path)):
+  if isinstance(source, (str, os.PathLike)):
     return packing.load_packed(source)
   if isinstance(source, tuple) and len(source) == 2:
     return packing.PackedArrays(*source)

@@ -16,7 +16,6 @@ Segment ids number the segments of a row 1..k; 0 marks padding.
 from collections.abc import Sequence
 import dataclasses
 import itertools
-import pathlib
 
 import numpy as np
 
@@ -149,9 +148,9 @@ def positions_from_segments(segment_ids: np.ndarray) -> np.ndarray:
   return np.where(segment_ids > 0, index - start_index, 0).astype(np.int32)
 
 
-def save_packed(folder: str | pathlib.Path, packed: PackedArrays) -> None:
+def save_packed(folder: utils.PathLike, packed: PackedArrays) -> None:
   """Writes `tokens.npy` and `segment_ids.npy` (int32) into `folder`."""
-  folder = pathlib.Path(folder)
+  folder = utils.path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   for name, array in ((TOKENS_FILE, packed.tokens),
                       (SEGMENT_IDS_FILE, packed.segment_ids)):
@@ -159,16 +158,23 @@ def save_packed(folder: str | pathlib.Path, packed: PackedArrays) -> None:
       np.save(f, np.asarray(array, np.int32))
 
 
-def load_packed(folder: str | pathlib.Path, *, mmap: bool = True
+def _load_array(path: utils.AnyPath, mmap: bool) -> np.ndarray:
+  if utils.is_remote(path):  # mmap needs a local file: read the whole array
+    with path.open('rb') as f:
+      return np.load(f)
+  return np.load(path, mmap_mode='r' if mmap else None)
+
+
+def load_packed(folder: utils.PathLike, *, mmap: bool = True
                 ) -> PackedArrays:
-  """Reads what `save_packed` wrote; memory-mapped (read-only) by default."""
-  folder = pathlib.Path(folder)
+  """Reads what `save_packed` wrote; memory-mapped (read-only) by default
+  (read whole from a `gs://` folder)."""
+  folder = utils.path(folder)
   missing = [n for n in (TOKENS_FILE, SEGMENT_IDS_FILE)
              if not (folder / n).exists()]
   if missing:
     raise FileNotFoundError(
         f'{folder} holds no packed arrays (missing {", ".join(missing)}); '
         'run input_pipeline.prepare first')
-  mode = 'r' if mmap else None
-  return PackedArrays(np.load(folder / TOKENS_FILE, mmap_mode=mode),
-                      np.load(folder / SEGMENT_IDS_FILE, mmap_mode=mode))
+  return PackedArrays(_load_array(folder / TOKENS_FILE, mmap),
+                      _load_array(folder / SEGMENT_IDS_FILE, mmap))

@@ -31,13 +31,13 @@ from absl import logging
 
 from lm_data import curation
 from lm_data import utils
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
-from lm_data.input_pipeline import degrade as degrade_lib
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
+from lm_data.curation import decontaminate as decontaminate_lib
+from lm_data.curation import degrade as degrade_lib
 from lm_data.input_pipeline import packing
 from lm_data.input_pipeline import sampling
-from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 # Bump when the output of `prepare` changes for the same inputs.
@@ -203,13 +203,13 @@ class Prepared:
       vocabulary fits, cast to int32 by the loader).
     held_out: domain -> held-out rows.
   """
-  path: pathlib.Path
+  path: utils.AnyPath
   stats: dict[str, Any]
   train: packing.PackedArrays
   held_out: dict[str, packing.PackedArrays]
 
 
-def default_cache() -> pathlib.Path:
+def default_cache() -> utils.AnyPath:
   return fetch.cache_root() / PREPARED_DIR
 
 
@@ -231,8 +231,8 @@ def cache_key(recipe: Recipe, tokenizer_sha256: str, *, seq_len: int,
 
 
 def load_prepared(path: str | os.PathLike[str]) -> Prepared:
-  """Reads a finished cache folder (arrays memory-mapped)."""
-  path = pathlib.Path(path)
+  """Reads a finished cache folder (arrays memory-mapped when local)."""
+  path = utils.path(path)
   stats = json.loads((path / STATS_FILE).read_text())
   return Prepared(
       path=path, stats=stats,
@@ -287,18 +287,18 @@ def _load_train(recipe: Recipe, data_dir
   if recipe.tfds_name is None:
     docs = []
     for domain in recipe.domains:
-      docs += corpus.load_split(domain, corpus.TRAIN, data_dir=data_dir)
-    parse = {d: corpus.parse_stats(d, data_dir=data_dir)
+      docs += tfds_builder.load_split(domain, tfds_builder.TRAIN, data_dir=data_dir)
+    parse = {d: tfds_builder.parse_stats(d, data_dir=data_dir)
              for d in recipe.domains}
     return docs, [], parse
   wanted = recipe.token_budget * TFDS_CHARS_PER_BUDGET_TOKEN
   docs, chars = [], 0
-  for doc in corpus.iter_tfds_documents(recipe.tfds_name):
+  for doc in tfds_builder.iter_tfds_documents(recipe.tfds_name):
     if chars >= wanted:
       break
     docs.append(doc)
     chars += len(doc.text)
-  held_out = corpus.validation_mask(docs)
+  held_out = tfds_builder.validation_mask(docs)
   return ([d for d, h in zip(docs, held_out) if not h],
           [d for d, h in zip(docs, held_out) if h], {})
 
@@ -390,7 +390,7 @@ def _build(folder: pathlib.Path, recipe: Recipe,
                                 folder=folder / TRAIN_DIR, dtype=dtype))
   stats['held_out'] = {
       d: _pack_held_out(tfds_held_out if d == recipe.tfds_name else
-                        corpus.load_split(d, corpus.VALIDATION,
+                        tfds_builder.load_split(d, tfds_builder.VALIDATION,
                                           data_dir=data_dir),
                         tokenizer, seq_len=seq_len,
                         folder=folder / HELD_OUT_DIR / d, dtype=dtype)
@@ -402,11 +402,11 @@ def _build(folder: pathlib.Path, recipe: Recipe,
 def _train_texts(domain: str, max_chars: int, data_dir) -> Iterator[str]:
   """Train-split texts of a corpus domain, or the start of a TFDS stream."""
   if domain in sources.ALL_DOMAINS:
-    for doc in corpus.load_split(domain, corpus.TRAIN, data_dir=data_dir):
+    for doc in tfds_builder.load_split(domain, tfds_builder.TRAIN, data_dir=data_dir):
       yield doc.text
     return
   chars = 0
-  for doc in corpus.iter_tfds_documents(domain):
+  for doc in tfds_builder.iter_tfds_documents(domain):
     if chars >= max_chars:
       return
     chars += len(doc.text)
@@ -419,7 +419,7 @@ def train_shared_tokenizer(
     max_chars: int = tokenizer_lib.DEFAULT_MAX_CHARS, seed: int = 0,
     process_index: int | None = None,
     wait_timeout_s: float = tokenizer_lib.DEFAULT_WAIT_TIMEOUT_S,
-    data_dir: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    data_dir: str | os.PathLike[str] | None = None) -> utils.AnyPath:
   """Trains the study's tokenizer on the train splits of `domains`.
 
   Equal characters per domain (`tokenizer.balanced_sample`); the validation
@@ -428,7 +428,7 @@ def train_shared_tokenizer(
   `max_chars`. Only process 0 reads.
   """
   share = max_chars // max(len(domains), 1)
-  if not pathlib.Path(out_path).exists():
+  if not utils.path(out_path).exists():
     logging.info('tokenizer: training %d pieces on up to %d characters of %s',
                  vocab_size, max_chars, ', '.join(domains))
   texts = {d: _train_texts(d, share, data_dir) for d in domains}
@@ -436,6 +436,17 @@ def train_shared_tokenizer(
       texts, out_path, vocab_size=vocab_size, model_type=model_type,
       max_chars=max_chars, seed=seed, process_index=process_index,
       wait_timeout_s=wait_timeout_s)
+
+
+def _upload(local: pathlib.Path, folder: utils.AnyPath) -> None:
+  """Copies a built cache folder to an object store, `stats.json` last (it
+  marks the folder finished, as the rename does locally)."""
+  files = sorted((p for p in local.rglob('*') if p.is_file()),
+                 key=lambda p: p.name == STATS_FILE)
+  for src in files:
+    dst = folder / src.relative_to(local).as_posix()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
 
 
 def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
@@ -472,21 +483,27 @@ def prepare(recipe: Any, tokenizer: tokenizer_lib.Tokenizer, *, seq_len: int,
                      f'{packing.MIN_SEGMENT_LEN}')
   key = cache_key(recipe, tokenizer.sha256, seq_len=seq_len,
                   held_out_domains=held_out_domains, eval_texts=eval_texts)
-  root = pathlib.Path(cache) if cache is not None else default_cache()
+  root = utils.path(cache) if cache is not None else default_cache()
   folder = root / key
   if (folder / STATS_FILE).exists():
     return load_prepared(folder)
-  root.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f'.{key}.'))
+  remote = utils.is_remote(root)
+  if not remote:
+    root.mkdir(parents=True, exist_ok=True)
+  # A gs:// cache is built in a local temp folder, then uploaded.
+  tmp = pathlib.Path(tempfile.mkdtemp(dir=None if remote else root, prefix=f'.{key}.'))
   try:
     _build(tmp, recipe, tokenizer, seq_len=seq_len, eval_texts=eval_texts,
            held_out_domains=held_out_domains, data_dir=data_dir, key=key)
-    try:
-      os.rename(tmp, folder)
-    except OSError:
-      if not (folder / STATS_FILE).exists():
-        raise
-      # Another process finished the same folder first; theirs is identical.
+    if remote:
+      _upload(tmp, folder)
+    else:
+      try:
+        os.rename(tmp, folder)
+      except OSError:
+        if not (folder / STATS_FILE).exists():
+          raise
+        # Another process finished the same folder first; theirs is identical.
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return load_prepared(folder)

@@ -6,9 +6,16 @@ For corpora that do not fit one host (the Beam curation output of
   each split (domain) of the dataset, as a grain `MapDataset` over the
   array_record data source (random access, read on demand)
   -> this process's records only (`[process_index::process_count]`)
+  -> with a token budget, the first documents of a seeded permutation that
+     hold this process's share of the budget (`budget * share / processes`
+     tokens of each split), cycled: a smaller budget is a subset of a larger
   -> shuffled, re-shuffled every epoch (`shuffle().repeat()`)
-  -> mixed by sampling weights (`MapDataset.mix`: the domain proportions of
-     the recipe's token mixture; natural = proportional to the records)
+  -> mixed by sampling weights (`MapDataset.mix`). The recipe's mixture is
+     over tokens (`data.weights`; natural = each split's share of the
+     tokens), so a split's weight per document is its token share divided
+     by its mean tokens per document (measured on the budget's documents,
+     else on the first `TOKEN_SAMPLE_DOCS` of the permutation): the emitted
+     tokens follow the mixture, not the document counts
   -> chunks of `DOCS_PER_CHUNK` documents tokenized with the shared
      SentencePiece model and packed by `packing.pack` (segment ids, [CLS]/
      [SEP] per segment)
@@ -24,8 +31,10 @@ in-memory loader's. Unlike `loader`, the stream depends on the process count
 """
 
 from collections.abc import Iterator, Mapping, Sequence
+import functools
 import itertools
 import json
+import operator
 import os
 from typing import Any
 
@@ -45,8 +54,12 @@ from lm_data.input_pipeline import tokenizer as tokenizer_lib
 # Documents tokenized and packed together (the last row of a chunk may be
 # padded: ~1 row in a chunk's worth).
 DOCS_PER_CHUNK = 256
-_STATE_VERSION = 1
+# Documents per split tokenized to measure its mean tokens per document when
+# there is no budget (the budget's documents are all measured).
+TOKEN_SAMPLE_DOCS = 256
+_STATE_VERSION = 2  # 2: token-weighted mixture and token budgets
 _SHUFFLE_PURPOSE = 0x5354
+_SELECT_PURPOSE = 0x534C
 _MASK_PURPOSE = 0x4D41  # As loader: the same masks for the same rows.
 _GRAIN_SEED_MODULUS = 2**32
 
@@ -71,6 +84,37 @@ def split_domains(folder: epath.Path) -> dict[str, str]:
     return dict(json.loads(stats.read_text())['splits'])
   builder = tfds.builder_from_directory(os.fspath(folder))
   return {s: s for s in builder.info.splits}
+
+
+def held_out_domains(folder: epath.Path) -> dict[str, str]:
+  """{held-out split: domain} of a curated dataset; {} when it has none."""
+  stats = folder / dataset.STATS_FILE
+  if not stats.exists():
+    return {}
+  return dict(json.loads(stats.read_text()).get('held_out') or {})
+
+
+def held_out_rows(path: str | os.PathLike[str], tokenizer, *, seq_len: int
+                  ) -> dict[str, packing.PackedArrays]:
+  """{domain: packed rows} of the curated dataset's held-out splits.
+
+  The documents sorted by (source, doc_id) and packed as `prepare` packs its
+  held-out rows, so the same documents give the same rows. Held-out splits
+  are small (a validation share); they are read whole.
+  """
+  folder = dataset_folder(path)
+  builder = tfds.builder_from_directory(os.fspath(folder))
+  rows = {}
+  for split, domain in held_out_domains(folder).items():
+    source = builder.as_data_source(split=split)
+    records = source.__getitems__(range(len(source))) if len(source) else []
+    docs = sorted((dataset.document(r) for r in records),
+                  key=lambda d: (d.source, d.doc_id))
+    arrays = [np.asarray(ids, np.int32) for ids in
+              tokenizer.encode_batch([d.text for d in docs])]
+    rows[domain] = packing.PackedArrays(*packing.pack(
+        arrays, seq_len, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id))
+  return rows
 
 
 class _PackIterator(grain.DatasetIterator):
@@ -129,6 +173,82 @@ def _text(record) -> str:
   return text.decode('utf-8') if isinstance(text, bytes) else text
 
 
+def _token_counts(tokenizer, texts: Sequence[str]) -> np.ndarray:
+  return np.array([len(ids) for ids in tokenizer.encode_batch(list(texts))],
+                  np.int64)
+
+
+def _budget_prefix(order: grain.MapDataset, tokenizer, target: float,
+                   split: str) -> tuple[int, int]:
+  """(documents, tokens) of the shortest prefix of `order` with >= `target`
+  tokens; reads only that far."""
+  tokens = 0
+  for start in range(0, len(order), DOCS_PER_CHUNK):
+    counts = _token_counts(tokenizer, [
+        _text(order[i]) for i in range(start, min(start + DOCS_PER_CHUNK,
+                                                   len(order)))])
+    reached = np.flatnonzero(tokens + np.cumsum(counts) >= target)
+    if reached.size:
+      return start + int(reached[0]) + 1, tokens + int(
+          counts[:reached[0] + 1].sum())
+    tokens += int(counts.sum())
+  raise ValueError(f'token budget: split {split} holds {tokens:,} tokens on '
+                   f'this process, fewer than its share {target:,.0f}; lower '
+                   'token_budget or curate more documents')
+
+
+def mixed_texts(builder, domains: Mapping[str, str], splits: Sequence[str],
+                tokenizer, *, seed: int,
+                weights: Mapping[str, float] | None = None,
+                token_budget: int | None = None, process_index: int = 0,
+                process_count: int = 1
+                ) -> tuple[grain.MapDataset, dict[str, dict[str, Any]]]:
+  """This process's endless document texts, mixed so that their tokens follow
+  `weights` (see the module docstring); and per split what was measured
+  ('documents' in use or None for all, 'mean_tokens', 'token_share',
+  'document_weight')."""
+  shuffle_seed = utils.derive_seed(seed, _SHUFFLE_PURPOSE)
+  select_seed = utils.derive_seed(seed, _SELECT_PURPOSE)
+  mine, orders, means, records = {}, {}, {}, {}
+  for k, split in enumerate(splits):
+    source = grain.MapDataset.source(builder.as_data_source(split=split))
+    mine[split] = source[process_index::process_count]
+    if not len(mine[split]):  # pylint: disable=g-explicit-length-test
+      raise ValueError(f'split {split} has {len(source)} records, fewer '
+                       f'than the {process_count} processes')
+    records[split] = len(source)
+    orders[split] = mine[split].shuffle(
+        seed=(select_seed + k) % _GRAIN_SEED_MODULUS)
+    sample = orders[split][:TOKEN_SAMPLE_DOCS]
+    means[split] = float(np.mean(_token_counts(
+        tokenizer, [_text(sample[i]) for i in range(len(sample))])))
+  if weights is not None:
+    raw = {s: float(weights[domains[s]]) for s in splits}
+  else:  # Natural mixture: each split's (estimated) share of the tokens.
+    raw = {s: records[s] * means[s] for s in splits}
+  total = sum(raw.values())
+  info, per_split, proportions = {}, [], []
+  for k, split in enumerate(splits):
+    share = raw[split] / total
+    used, texts = None, mine[split]
+    if token_budget is not None:
+      used, tokens = _budget_prefix(orders[split], tokenizer,
+                                    token_budget * share / process_count, split)
+      means[split] = tokens / used
+      # Not `orders[split][:used]`: a slice of a shuffled MapDataset does
+      # not wrap its indices, so repeat() would read past it.
+      texts = grain.MapDataset.range(used).map(
+          functools.partial(operator.getitem, orders[split]))
+    per_split.append(texts.shuffle(seed=(shuffle_seed + k) % _GRAIN_SEED_MODULUS)
+                     .repeat().map(_text))
+    proportions.append(share / max(means[split], 1e-9))
+    info[split] = {'documents': used, 'mean_tokens': means[split],
+                   'token_share': share}
+  for split, proportion in zip(splits, proportions):
+    info[split]['document_weight'] = proportion / sum(proportions)
+  return grain.MapDataset.mix(per_split, proportions), info
+
+
 class StreamIterator(Iterator[loader.Batch]):
   """Endless iterator of host-local masked batches streamed from a dataset."""
 
@@ -137,6 +257,7 @@ class StreamIterator(Iterator[loader.Batch]):
                global_batch_size: int, seed: int,
                mask_cfg: masking.MaskConfig,
                weights: Mapping[str, float] | None = None,
+               token_budget: int | None = None,
                process_index: int = 0, process_count: int = 1,
                docs_per_chunk: int = DOCS_PER_CHUNK):
     self._local_size = loader._check_split(  # pylint: disable=protected-access
@@ -153,20 +274,12 @@ class StreamIterator(Iterator[loader.Batch]):
       splits = [s for s in splits if weights.get(domains[s], 0) > 0]
     if not splits:
       raise ValueError(f'no documents to train on in {folder}')
-    shuffle_seed = utils.derive_seed(seed, _SHUFFLE_PURPOSE)
-    per_split, proportions = [], []
-    for k, split in enumerate(splits):
-      records = grain.MapDataset.source(builder.as_data_source(split=split))
-      mine = records[process_index::process_count]
-      if not len(mine):  # pylint: disable=g-explicit-length-test
-        raise ValueError(f'split {split} has {len(records)} records, fewer '
-                         f'than the {process_count} processes')
-      per_split.append(
-          mine.shuffle(seed=(shuffle_seed + k) % _GRAIN_SEED_MODULUS)
-          .repeat().map(_text))
-      proportions.append(weights[domains[split]] if weights is not None
-                         else len(records))
+    texts, self.mixture = mixed_texts(
+        builder, domains, splits, tokenizer, seed=seed, weights=weights,
+        token_budget=token_budget, process_index=process_index,
+        process_count=process_count)
     self._splits = splits
+    self._token_budget = token_budget
     self._global_batch_size = global_batch_size
     self._seq_len = seq_len
     self._seed = seed
@@ -176,7 +289,7 @@ class StreamIterator(Iterator[loader.Batch]):
     self._process_count = process_count
     self._step = 0
     dataset = _Pack(
-        grain.MapDataset.mix(per_split, proportions).to_iter_dataset(
+        texts.to_iter_dataset(
             grain.ReadOptions(num_threads=1, prefetch_buffer_size=
                               2 * docs_per_chunk)),
         tokenizer=tokenizer, seq_len=seq_len, docs_per_chunk=docs_per_chunk
@@ -195,6 +308,7 @@ class StreamIterator(Iterator[loader.Batch]):
 
   def _settings(self) -> dict[str, Any]:
     return {'version': _STATE_VERSION, 'splits': self._splits,
+            'token_budget': self._token_budget,
             'global_batch_size': self._global_batch_size,
             'seq_len': self._seq_len, 'seed': self._seed,
             'process_count': self._process_count}
@@ -216,6 +330,7 @@ def make_stream_iterator(path, tokenizer, *, seq_len: int,
                          global_batch_size: int, seed: int,
                          mask_cfg: masking.MaskConfig,
                          weights: Mapping[str, float] | None = None,
+                         token_budget: int | None = None,
                          process_index: int = 0, process_count: int = 1,
                          start_state: Mapping[str, Any] | None = None,
                          docs_per_chunk: int = DOCS_PER_CHUNK
@@ -224,7 +339,7 @@ def make_stream_iterator(path, tokenizer, *, seq_len: int,
   `start_state` if given."""
   iterator = StreamIterator(
       path, tokenizer, seq_len=seq_len, global_batch_size=global_batch_size,
-      seed=seed, mask_cfg=mask_cfg, weights=weights,
+      seed=seed, mask_cfg=mask_cfg, weights=weights, token_budget=token_budget,
       process_index=process_index, process_count=process_count,
       docs_per_chunk=docs_per_chunk)
   if start_state is not None:
@@ -233,4 +348,5 @@ def make_stream_iterator(path, tokenizer, *, seq_len: int,
 
 
 __all__: Sequence[str] = ('StreamIterator', 'make_stream_iterator',
-                          'dataset_folder', 'DOCS_PER_CHUNK')
+                          'dataset_folder', 'held_out_rows', 'mixed_texts',
+                          'DOCS_PER_CHUNK')

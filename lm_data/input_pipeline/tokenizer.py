@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import pathlib
 import re
 import time
 
@@ -44,7 +43,7 @@ _SURROGATES = re.compile('[\ud800-\udfff]')
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+  return hashlib.sha256(utils.path(path).read_bytes()).hexdigest()
 
 
 def valid_unicode(text: str) -> str:
@@ -69,7 +68,7 @@ class Tokenizer:
   mask_id = MASK_ID
   special_ids = utils.SPECIAL_IDS
 
-  def __init__(self, model_proto: bytes, path: pathlib.Path | None = None,
+  def __init__(self, model_proto: bytes, path: utils.AnyPath | None = None,
                num_threads: int | None = None):
     self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
     self.path = path
@@ -86,7 +85,7 @@ class Tokenizer:
   @classmethod
   def load(cls, path: str | os.PathLike[str],
            num_threads: int | None = None) -> 'Tokenizer':
-    path = pathlib.Path(path)
+    path = utils.path(path)
     return cls(path.read_bytes(), path, num_threads)
 
   @property
@@ -166,7 +165,7 @@ def _lines(texts: Iterable[str]) -> Iterable[str]:
         yield line[start:start + _MAX_LINE_CHARS]
 
 
-def _check_existing(path: pathlib.Path, vocab_size: int) -> pathlib.Path:
+def _check_existing(path: utils.AnyPath, vocab_size: int) -> utils.AnyPath:
   found = Tokenizer.load(path).vocab_size
   if found != vocab_size:
     raise errors.UserError(
@@ -181,7 +180,7 @@ def train_tokenizer(texts: Iterable[str] | Mapping[str, Iterable[str]],
                     max_chars: int = DEFAULT_MAX_CHARS, seed: int = 0,
                     process_index: int | None = None,
                     wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
-                    ) -> pathlib.Path:
+                    ) -> utils.AnyPath:
   """Trains the shared tokenizer once; returns the model path.
 
   Process 0 trains and writes through a temporary file and a rename, so a
@@ -208,7 +207,7 @@ def train_tokenizer(texts: Iterable[str] | Mapping[str, Iterable[str]],
   if model_type not in MODEL_TYPES:
     raise ValueError(f'unknown tokenizer model_type {model_type!r}; known: '
                      f'{", ".join(MODEL_TYPES)}')
-  out_path = pathlib.Path(out_path)
+  out_path = utils.path(out_path)
   if out_path.exists():
     return _check_existing(out_path, vocab_size)
   if process_index is None:

@@ -45,11 +45,11 @@ from absl import logging
 
 from lm_data import errors
 from lm_data import utils
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
 from lm_data.finetune import tasks as tasks_lib
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import prepare as prepare_lib
-from lm_data.input_pipeline import sources
 from lm_data.study import run
 
 FORMAT = 1
@@ -72,10 +72,10 @@ def bundle_files(manifest: dict) -> list[tuple[str, pathlib.Path]]:
   files = []
   for folder in map(pathlib.Path, manifest['prepared']):
     files += _files_under(folder, f'{CACHE}/{prepare_lib.PREPARED_DIR}/{folder.name}')
-  tfds_root = corpus.default_data_dir()
+  tfds_root = tfds_builder.default_data_dir()
   for domain in manifest['domains']:
     if domain in sources.ALL_DOMAINS:
-      data_dir = pathlib.Path(corpus.builder(domain).data_dir)  # built by prepare_study
+      data_dir = pathlib.Path(tfds_builder.builder(domain).data_dir)  # built by prepare_study
       files += _files_under(data_dir, f'{CACHE}/tfds/{data_dir.relative_to(tfds_root).as_posix()}')
   for path in filter(None, manifest['tasks'].values()):
     path = pathlib.Path(path)

@@ -5,7 +5,6 @@ returns {plot name: file name} for the ones written.
 """
 
 import math
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from matplotlib import patches
 from matplotlib import ticker
 import numpy as np
 
+from lm_data import utils
 from lm_data.study import analysis
 from lm_data.study import stats
 
@@ -51,8 +51,10 @@ def _figure(panels: int) -> tuple[mpl_figure.Figure, list[Any]]:
   return fig, axes[:panels]
 
 
-def _save(fig: mpl_figure.Figure, out_dir: pathlib.Path, name: str) -> str:
-  fig.savefig(out_dir / name)
+def _save(fig: mpl_figure.Figure, out_dir: utils.AnyPath, name: str) -> str:
+  # Through a file object: matplotlib opens paths itself, which fails on gs://.
+  with utils.atomic_file(out_dir / name) as f:
+    fig.savefig(f, format=name.rsplit('.', 1)[-1])
   return name
 
 
@@ -78,7 +80,7 @@ def _reference(arm: dict, kind: str, key: str) -> float | None:
   return (((arm.get('mlm_baselines') or {}).get('all') or {}).get(kind) or {}).get(key)
 
 
-def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
+def loss_plot(out_dir: utils.AnyPath, arms: Sequence[dict], result: dict) -> str:
   """Held-out MLM loss vs unique tokens, with the power law and its band."""
   group = [a for a in arms if a['arm'] in result['size_arms']]
   fig = mpl_figure.Figure(figsize=WIDE_PANEL, dpi=DPI, layout='constrained')
@@ -127,7 +129,7 @@ def loss_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
   return _save(fig, out_dir, LOSS_PLOT)
 
 
-def task_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+def task_plot(out_dir: utils.AnyPath, arms: Sequence[dict], controls: dict,
               result: dict) -> str:
   """Each task's score vs unique tokens (CI error bars, controls as lines)."""
   group = [a for a in arms if a['arm'] in result['size_arms']]
@@ -160,7 +162,7 @@ def task_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
   return _save(fig, out_dir, TASK_PLOT)
 
 
-def domain_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict) -> str:
+def domain_plot(out_dir: utils.AnyPath, arms: Sequence[dict], controls: dict) -> str:
   """Arms x tasks: score minus random init (or z-score per task when a task
   lacks the control); in-domain cells outlined."""
   tasks = analysis.task_names(arms)
@@ -207,7 +209,7 @@ def domain_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict) -> 
   return _save(fig, out_dir, DOMAIN_PLOT)
 
 
-def quality_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+def quality_plot(out_dir: utils.AnyPath, arms: Sequence[dict], controls: dict,
                  result: dict) -> str:
   """Per task, bars of the unfiltered (gray) and quality arms, CI error bars."""
   quality = result['quality_sensitivity']
@@ -233,7 +235,7 @@ def quality_plot(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
   return _save(fig, out_dir, QUALITY_PLOT)
 
 
-def learning_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> str:
+def learning_plot(out_dir: utils.AnyPath, arms: Sequence[dict], result: dict) -> str:
   """Per arm: held-out loss at [MASK] and at other positions beside its count
   references, and the learning threshold (unigram - LEARN_MARGIN_NATS)."""
   checks = result['learning']['arms']
@@ -260,7 +262,7 @@ def learning_plot(out_dir: pathlib.Path, arms: Sequence[dict], result: dict) -> 
   return _save(fig, out_dir, LEARNING_PLOT)
 
 
-def write_plots(out_dir: pathlib.Path, arms: Sequence[dict], controls: dict,
+def write_plots(out_dir: utils.AnyPath, arms: Sequence[dict], controls: dict,
                 result: dict) -> dict[str, str]:
   """The plots that apply to `result['varies']`; {plot: file name}."""
   out_dir.mkdir(parents=True, exist_ok=True)

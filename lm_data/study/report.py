@@ -9,7 +9,6 @@ carries the interval that supports it; an interval that includes 0 reads
 from collections.abc import Sequence
 import json
 import math
-import pathlib
 from typing import Any
 
 import numpy as np
@@ -58,14 +57,14 @@ def _check_arms(arms: Sequence[dict]) -> None:
         raise ValueError(f'arm {arm["arm"]!r}, task {task!r} lacks main_metric')
 
 
-def _read_json(path: pathlib.Path) -> dict | None:
+def _read_json(path: utils.AnyPath) -> dict | None:
   try:
     return json.loads(path.read_text())
   except (FileNotFoundError, json.JSONDecodeError):
     return None
 
 
-def _predictions(task_dir: pathlib.Path, files: Sequence[str], key):
+def _predictions(task_dir: utils.AnyPath, files: Sequence[str], key):
   """Per-seed test predictions of the result `files` (None if one lacks them)."""
   seeds = []
   for name in files:
@@ -77,7 +76,7 @@ def _predictions(task_dir: pathlib.Path, files: Sequence[str], key):
   return seeds
 
 
-def load_items(workdir: pathlib.Path, arms: Sequence[dict], controls: dict) -> dict:
+def load_items(workdir: utils.AnyPath, arms: Sequence[dict], controls: dict) -> dict:
   """Per-item test predictions of every arm and control, for paired analyses.
 
   Reads `arms/<arm>/eval/<task>/items.json` and the result files named in the
@@ -85,7 +84,7 @@ def load_items(workdir: pathlib.Path, arms: Sequence[dict], controls: dict) -> d
   Returns the `items` argument of `analysis.analyze`.
   """
   out: dict[str, dict] = {}
-  arms_dir = pathlib.Path(workdir) / 'arms'
+  arms_dir = utils.path(workdir) / 'arms'
 
   def add(task_dir, task, result, key):
     files = result.get('files')
@@ -669,7 +668,7 @@ def render(results: dict) -> str:
   return '\n'.join(lines + _methods_section())
 
 
-def write_report(workdir: pathlib.Path, config: Any, arms: list[dict],
+def write_report(workdir: utils.AnyPath, config: Any, arms: list[dict],
                  controls: dict) -> dict:
   """Writes DIR/report/{results.json, report.md, *.png}; returns results.json.
 
@@ -679,9 +678,9 @@ def write_report(workdir: pathlib.Path, config: Any, arms: list[dict],
   _check_arms(arms)
   controls = controls or {}
   arms = [dict(arm, derived=_derived(arm, controls)) for arm in arms]
-  items = load_items(pathlib.Path(workdir), arms, controls)
+  items = load_items(utils.path(workdir), arms, controls)
   result = utils.json_safe(analysis.analyze(arms, items))
-  out_dir = pathlib.Path(workdir) / REPORT_DIR
+  out_dir = utils.path(workdir) / REPORT_DIR
   plots_written = plots.write_plots(out_dir, arms, controls, result)
   results = utils.json_safe({'name': config.get('name', ''), 'arms': arms,
                         'controls': controls, 'analysis': result,

@@ -16,10 +16,9 @@ writes its own files.
 import concurrent.futures
 import json
 import math
-import os
-import pathlib
 import re
 import time
+import types
 
 import jax
 import ml_collections
@@ -84,24 +83,25 @@ def select_arms(config: ml_collections.ConfigDict) -> list[ml_collections.Config
   return [a for a in config.arms if not config.arm or a.name == config.arm]
 
 
-def tokenizer_meta(tokenizer: tokenizer_lib.Tokenizer, ckpt_dir: pathlib.Path) -> dict:
+def tokenizer_meta(tokenizer: tokenizer_lib.Tokenizer, ckpt_dir: utils.AnyPath) -> dict:
   """Checkpoint meta naming the tokenizer: path relative to `ckpt_dir`, and sha256.
 
   The relative path lets a moved or bundled workdir find its tokenizer; the
   sha256 is checked when fine-tuning loads it (`finetune.run.load_tokenizer`).
   """
-  return {'tokenizer_path': os.path.relpath(tokenizer.path.absolute(), ckpt_dir.absolute()),
+  return {'tokenizer_path': utils.relative_path(tokenizer.path, ckpt_dir),
           'tokenizer_sha256': tokenizer.sha256}
 
 
 class Study:
   """Shared state of one ablation run: tokenizer, eval texts, held-out domains."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: utils.AnyPath):
     self.config = config
     self.workdir = workdir
     self.is_main = jax.process_index() == 0
-    self.cache = pathlib.Path(config.cache_dir) if config.cache_dir else None
+    self.cache = utils.path(config.cache_dir) if config.cache_dir else None
+    self._held_out_fallback_logged: set[str] = set()
     self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
     needs_texts = any(arm.data.decontaminate for arm in config.arms)
     # Every local task, not config.finetune.tasks: the corpus must not depend on the run's tasks.
@@ -160,22 +160,27 @@ class Study:
     tokens_seen = steps * c.train.global_batch_size * c.seq_len
     data_stats = {**prepared.stats, 'epochs': sampling.epochs_for(tokens_seen, unique_tokens),
                   'prepared_path': str(prepared.path)}
-    if self.is_main:
-      utils.write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
-                                                 'num_train_steps': steps}, sort_keys=True)
-      utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
-
-    train_iter = self.train_iterator(arm, prepared)
-    eval_sets = {
-        d: loader.eval_batches(
-            prepared, d, batch_size=c.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
-            seed=utils.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
-            process_index=jax.process_index(), process_count=jax.process_count())
-        for d in self.domains}
-    meta = {'arm': arm.name, **tokenizer_meta(self.tokenizer, arm_dir / 'checkpoints'),
-            'config': plain(arm_cfg),
-            'vocab_size': self.tokenizer.vocab_size}
+    held_out = self.held_out(arm, prepared)
+    train_iter = self.train_iterator(arm, prepared, budget)
     try:
+      if hasattr(train_iter, 'mixture'):  # streamed: what it measured and where held-out rows came from
+        data_stats['stream'] = {'splits': train_iter.mixture, 'held_out_from': {
+            d: 'curated' if held_out is not prepared and held_out.curated.get(d) else 'prepared'
+            for d in self.domains}}
+      if self.is_main:
+        utils.write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
+                                                   'num_train_steps': steps}, sort_keys=True)
+        utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
+
+      eval_sets = {
+          d: loader.eval_batches(
+              held_out, d, batch_size=c.train.eval_batch_size, mask_cfg=self.eval_mask_cfg,
+              seed=utils.derive_seed(c.seed, EVAL_MASK_SEED_PURPOSE),
+              process_index=jax.process_index(), process_count=jax.process_count())
+          for d in self.domains}
+      meta = {'arm': arm.name, **tokenizer_meta(self.tokenizer, arm_dir / 'checkpoints'),
+              'config': plain(arm_cfg),
+              'vocab_size': self.tokenizer.vocab_size}
       result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
                                 eval_sets=eval_sets, vocab_size=self.tokenizer.vocab_size,
                                 meta=meta, label=f'[arm {k}/{n}] {arm.name}',
@@ -188,11 +193,29 @@ class Study:
         arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
         tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
         train_flops=result.train_flops, data_stats=data_stats, heldout=result.heldout,
-        mlm_baselines=self.mlm_baselines(prepared, eval_sets) if self.is_main else {})
+        mlm_baselines=self.mlm_baselines(prepared, held_out, eval_sets) if self.is_main else {})
 
-  def train_iterator(self, arm: ml_collections.ConfigDict, prepared):
-    """Batches from the prepared rows, or streamed from `data.curated_dir`
-    (held-out rows and data stats still come from `prepared`)."""
+  def held_out(self, arm: ml_collections.ConfigDict, prepared):
+    """The held-out rows to evaluate on: for an arm streamed from `data.curated_dir`,
+    the curated dataset's held-out (validation) splits, the prepared rows for domains
+    it lacks (said once per dataset); else `prepared`'s."""
+    path = arm.data.get('curated_dir')
+    if not path:
+      return prepared
+    with errors.as_user_errors(f'arm {arm.name}: data.curated_dir'):
+      curated = stream.held_out_rows(path, self.tokenizer, seq_len=self.config.seq_len)
+    missing = [d for d in self.domains if d not in curated]
+    if missing and path not in self._held_out_fallback_logged:
+      self._held_out_fallback_logged.add(path)
+      logging.info('%s has no held-out split for %s: their held-out rows are the '
+                   "study's prepared ones", path, ', '.join(missing))
+    return types.SimpleNamespace(
+        held_out={d: curated.get(d, prepared.held_out[d]) for d in self.domains},
+        curated={d: d in curated for d in self.domains})
+
+  def train_iterator(self, arm: ml_collections.ConfigDict, prepared, budget: int | None = None):
+    """Batches from the prepared rows, or streamed from `data.curated_dir` (with
+    the arm's token budget and mixture; data stats still come from `prepared`)."""
     c = self.config
     kwargs = dict(global_batch_size=c.train.global_batch_size,
                   seed=utils.derive_seed(c.seed, LOADER_SEED_PURPOSE),
@@ -202,11 +225,13 @@ class Study:
       with errors.as_user_errors(f'arm {arm.name}: data.curated_dir'):
         return stream.make_stream_iterator(
             arm.data.curated_dir, self.tokenizer, seq_len=c.seq_len,
-            weights=arm.data.weights and dict(arm.data.weights), **kwargs)
+            weights=arm.data.weights and dict(arm.data.weights), token_budget=budget,
+            **kwargs)
     return loader.make_train_iterator(prepared, **kwargs)
 
-  def mlm_baselines(self, prepared, eval_sets) -> dict:
-    """Count-model references on all held-out rows.
+  def mlm_baselines(self, prepared, held_out, eval_sets) -> dict:
+    """Count-model references on all held-out rows (of `held_out`), counted on
+    `prepared`'s training rows.
 
     `eval_sets` are this process's rows; with several processes the rows are
     masked again as one process would see them all.
@@ -215,7 +240,7 @@ class Study:
     counts = baselines.CountModel(train.tokens, train.segment_ids, self.eval_mask_cfg)
     if jax.process_count() > 1:
       eval_sets = {d: loader.eval_batches(
-          prepared, d, batch_size=self.config.train.eval_batch_size,
+          held_out, d, batch_size=self.config.train.eval_batch_size,
           mask_cfg=self.eval_mask_cfg,
           seed=utils.derive_seed(self.config.seed, EVAL_MASK_SEED_PURPOSE))
                    for d in self.domains}
@@ -330,7 +355,7 @@ def _run_arms(study: Study, arms, budgets, *, overlap: bool) -> list[dict] | Non
   return [done[arm.name] for arm in arms]
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
+def run_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dict | None:
   """Runs (or resumes) every selected arm, the controls and the report."""
   arms = select_arms(config)
   workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
@@ -349,11 +374,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
     return None  # a single arm of a job array: the report is made by a full run
   controls = records[0].get('controls', {})
   results = report_lib.write_report(workdir, plain(config), records, controls)
-  logging.info('report: %s', (workdir / 'report' / 'report.md').absolute())
+  report_md = workdir / 'report' / 'report.md'
+  logging.info('report: %s', report_md if utils.is_remote(report_md) else report_md.absolute())
   return results
 
 
-def prepare_study(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+def prepare_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dict:
   """Prepares everything a run of `config` reads, and trains nothing (`--prepare_only`).
 
   Fetches the archives, builds the corpora, trains the shared tokenizer into

@@ -16,9 +16,6 @@ before; downstream loading refuses a damaged step.
 import dataclasses
 import hashlib
 import json
-import os
-import pathlib
-import shutil
 import sys
 from typing import Any
 
@@ -27,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
 from lm_data import errors
+from lm_data import utils
 from lm_data.models.bert import BertConfig
 
 ITEMS = ('state', 'data_iter', 'meta')
@@ -112,12 +111,12 @@ def _reason(e: BaseException) -> str:
   return lines[0][:REASON_CHARS]
 
 
-def step_dir(manager: ocp.CheckpointManager, step: int) -> pathlib.Path:
+def step_dir(manager: ocp.CheckpointManager, step: int) -> utils.AnyPath:
   """The folder of `step` (make_manager uses Orbax's plain `<step>` names)."""
-  return pathlib.Path(str(manager.directory)) / str(step)
+  return utils.path(str(manager.directory)) / str(step)
 
 
-def _verify(where: pathlib.Path, tree, expected: dict[str, str] | None, hint: str = '') -> None:
+def _verify(where: utils.AnyPath, tree, expected: dict[str, str] | None, hint: str = '') -> None:
   """Raises CorruptCheckpointError unless every array of `tree` has its saved checksum."""
   if expected is None:
     logging.warning('%s has no checksums (saved before they were added); not verified',
@@ -130,7 +129,7 @@ def _verify(where: pathlib.Path, tree, expected: dict[str, str] | None, hint: st
           f'its checksum{hint}')
 
 
-def make_manager(directory: str | pathlib.Path, *, max_to_keep: int = MAX_TO_KEEP,
+def make_manager(directory: utils.PathLike, *, max_to_keep: int = MAX_TO_KEEP,
                  keep_period: int | None = None, read_only: bool = False,
                  async_save: bool = True) -> ocp.CheckpointManager:
   """Keeps the latest `max_to_keep` steps, plus every `keep_period`-th for analysis.
@@ -149,7 +148,10 @@ def make_manager(directory: str | pathlib.Path, *, max_to_keep: int = MAX_TO_KEE
     handlers = {'state': ocp.PyTreeCheckpointHandler(),
                 'data_iter': ocp.JsonCheckpointHandler(),
                 'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(pathlib.Path(directory).absolute(),
+  directory = utils.path(directory)
+  if not utils.is_remote(directory):
+    directory = directory.absolute()
+  return ocp.CheckpointManager(epath.Path(directory),
                                item_names=None if handlers else ITEMS,
                                item_handlers=handlers, options=options)
 
@@ -209,7 +211,7 @@ def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
       src = step_dir(manager, step)
       dst = src.with_name(src.name + CORRUPT_SUFFIX)
       if dst.exists():
-        shutil.rmtree(dst)
+        epath.Path(dst).rmtree()
       src.rename(dst)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('lm_data: damaged checkpoints set aside')
@@ -258,13 +260,13 @@ class Pretrained:
   """What a downstream user needs from a pretraining checkpoint."""
   model_config: BertConfig
   encoder_params: Any          # pytree of numpy arrays
-  tokenizer_path: pathlib.Path
+  tokenizer_path: utils.AnyPath
   step: int
   meta: dict
-  ckpt_dir: pathlib.Path | None = None
+  ckpt_dir: utils.AnyPath | None = None
 
 
-def load_pretrained(ckpt_dir: str | pathlib.Path, step: int | None = None) -> Pretrained:
+def load_pretrained(ckpt_dir: utils.PathLike, step: int | None = None) -> Pretrained:
   """Restores config, encoder params and tokenizer path; never writes.
 
   Reads only the `params/encoder` subtree (not the optimizer state), so it is
@@ -272,7 +274,7 @@ def load_pretrained(ckpt_dir: str | pathlib.Path, step: int | None = None) -> Pr
   relative `tokenizer_path` in the meta is relative to `ckpt_dir` (so a moved
   workdir still finds its tokenizer); older checkpoints hold absolute paths.
   """
-  ckpt_dir = pathlib.Path(ckpt_dir)
+  ckpt_dir = utils.path(ckpt_dir)
   if not ckpt_dir.is_dir():
     raise NoCheckpointError(
         f'no checkpoint directory {ckpt_dir}; pass the `checkpoints` folder of a '
@@ -309,5 +311,5 @@ def load_pretrained(ckpt_dir: str | pathlib.Path, step: int | None = None) -> Pr
   return Pretrained(
       model_config=BertConfig(**meta['model_config']),
       encoder_params=state['params']['encoder'],
-      tokenizer_path=pathlib.Path(os.path.normpath(ckpt_dir / meta['tokenizer_path'])),
+      tokenizer_path=utils.resolve_path(ckpt_dir, meta['tokenizer_path']),
       step=int(step), meta=meta, ckpt_dir=ckpt_dir)

@@ -8,7 +8,6 @@ P gathered prediction slots per row, which is all the model computes there.
 
 import json
 import os
-import pathlib
 import time
 
 import jax
@@ -64,7 +63,7 @@ def measure_peak_flops(dtype=jnp.float32, size: int = PEAK_MATMUL_SIZE,
 
 
 def peak_flops_per_device(dtype=jnp.float32, *, override_tflops: float = 0.0,
-                          cache_dir: pathlib.Path | None = None) -> tuple[float, str]:
+                          cache_dir: utils.AnyPath | None = None) -> tuple[float, str]:
   """(peak FLOP/s per device, where the number came from).
 
   An explicit override wins; then the data-sheet table for accelerators; on CPU

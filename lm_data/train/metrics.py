@@ -1,7 +1,6 @@
 """JSON-lines metrics and a human progress line (rate, ETA), with no TensorFlow."""
 
 import json
-import pathlib
 import time
 
 import tensorboardX
@@ -13,18 +12,24 @@ from lm_data import utils
 class MetricWriter:
   """Appends one JSON object per call to `path` (only process 0 writes).
 
+  An object store (`gs://`) has no append: there the writer keeps the file's
+  lines and uploads the whole file on each write (a few hundred lines a run).
+
   With `tensorboard_dir`, numeric scalars also go to TensorBoard event files
   (tensorboardX: no TensorFlow), one folder per arm so that
   `tensorboard --logdir DIR/tensorboard` shows arms side by side.
   """
 
-  def __init__(self, path: pathlib.Path, *, enabled: bool = True,
-               tensorboard_dir: pathlib.Path | None = None):
-    self.path = pathlib.Path(path)
+  def __init__(self, path: utils.PathLike, *, enabled: bool = True,
+               tensorboard_dir: utils.PathLike | None = None):
+    self.path = utils.path(path)
     self.enabled = enabled
     self._tb = None
+    self._remote_text = None
     if enabled:
       self.path.parent.mkdir(parents=True, exist_ok=True)
+      if utils.is_remote(self.path):
+        self._remote_text = self.path.read_text() if self.path.exists() else ''
       if tensorboard_dir is not None:
         self._tb = tensorboardX.SummaryWriter(str(tensorboard_dir), flush_secs=30)
 
@@ -33,8 +38,13 @@ class MetricWriter:
       return
     record = {'step': int(step), **utils.json_safe(metrics, finite=False)}
     if jsonl:
-      with self.path.open('a') as f:
-        f.write(json.dumps(record) + '\n')
+      line = json.dumps(record) + '\n'
+      if self._remote_text is None:
+        with self.path.open('a') as f:
+          f.write(line)
+      else:
+        self._remote_text += line
+        self.path.write_text(self._remote_text)
     if self._tb is not None:
       for key, value in record.items():
         if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import json
-import pathlib
 import signal
 import threading
 import time
@@ -17,7 +16,8 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from lm_data.input_pipeline import fetch
+from lm_data import utils
+from lm_data.corpus import fetch
 from lm_data.input_pipeline import loader
 from lm_data.input_pipeline import masking
 from lm_data.models.bert import BertForMLM
@@ -113,10 +113,10 @@ def _log_first_step(writer, name: str, step: int, began: float, init_s: float) -
                       'init_s': init_s})
 
 
-def pretrain(cfg: ml_collections.ConfigDict, arm_dir: pathlib.Path, *,
+def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
              train_iter: TrainIterator, eval_sets: Mapping[str, Iterable[dict]],
              vocab_size: int, meta: dict[str, Any], label: str = '',
-             tensorboard_dir: pathlib.Path | None = None) -> PretrainResult:
+             tensorboard_dir: utils.AnyPath | None = None) -> PretrainResult:
   """Trains `cfg.train.num_train_steps` steps, resuming from `arm_dir/checkpoints`.
 
   Args:

@@ -4,7 +4,7 @@ import dataclasses
 import random
 
 from lm_data import curation
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
 
 _WORDS = ('the', 'and', 'of', 'to', 'that', 'with', 'river', 'stone', 'light',
           'winter', 'garden', 'letter', 'market', 'window', 'silver', 'story')

@@ -13,10 +13,10 @@ from apache_beam.testing import util as beam_util  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from lm_data import curation  # noqa: E402
+from lm_data.corpus import tfds_builder  # noqa: E402
 from lm_data.curation import beam_main  # noqa: E402
 from lm_data.curation import beam_pipeline  # noqa: E402
 from lm_data.curation import dataset  # noqa: E402
-from lm_data.input_pipeline import corpus  # noqa: E402
 from lm_data.input_pipeline import tokenizer as tokenizer_lib  # noqa: E402
 from tests.curation import fixtures  # noqa: E402
 
@@ -64,7 +64,7 @@ DOMAINS = ('news', 'technical')  # 294 + 703 train documents.
 
 @pytest.fixture(scope='module')
 def tokenizer_path(tmp_path_factory):
-  texts = {d: [doc.text for doc in corpus.load_split(d)] for d in DOMAINS}
+  texts = {d: [doc.text for doc in tfds_builder.load_split(d)] for d in DOMAINS}
   return tokenizer_lib.train_tokenizer(
       texts, tmp_path_factory.mktemp('tok') / 'spm.model', vocab_size=4000,
       process_index=0)
@@ -74,7 +74,7 @@ def test_beam_main_and_prepare_keep_the_same_documents(tmp_path,
                                                        tokenizer_path):
   """Acceptance: the CLI on two real embedded domains, every step, against
   the in-process runner: the same documents, the same counts per step."""
-  docs = [d for domain in DOMAINS for d in corpus.load_split(domain)]
+  docs = [d for domain in DOMAINS for d in tfds_builder.load_split(domain)]
   recipe = {'domains': list(DOMAINS), 'seed': 3,
             'quality': ['heuristic', 'dedup_exact', 'dedup_near',
                         'compression'],
@@ -112,3 +112,9 @@ def test_beam_main_and_prepare_keep_the_same_documents(tmp_path,
     written += [dataset.document(r) for r in source]
   key = lambda d: (d.domain, d.source, d.doc_id)  # noqa: E731
   assert sorted(written, key=key) == sorted(expected, key=key)
+  # The corpus' validation documents, copied uncurated to the held-out splits.
+  assert stats['held_out'] == {f'{d}_validation': d for d in DOMAINS}
+  for domain in DOMAINS:
+    source = builder.as_data_source(split=f'{domain}_validation')
+    assert sorted((dataset.document(r) for r in source), key=key) == sorted(
+        tfds_builder.load_split(domain, tfds_builder.VALIDATION), key=key)

@@ -5,10 +5,10 @@ import itertools
 import pytest
 
 from lm_data import curation
+from lm_data.curation import dedup
+from lm_data.curation import quality
 from lm_data.curation import registry
-from lm_data.input_pipeline import dedup
 from lm_data.input_pipeline import prepare as prepare_lib
-from lm_data.input_pipeline import quality
 from tests.curation import fixtures
 
 ALL_STEPS = curation.names()

@@ -167,3 +167,18 @@ def test_registry_and_unknown_task():
   assert tasks.get_task('squad').kind == 'qa'
   with pytest.raises(ValueError, match="unknown task 'tre'; known: .*trec"):
     tasks.get_task('tre')
+
+
+def test_cache_fingerprint_survives_the_fetch_move_but_not_a_parser_change(tmp_path):
+  """Parses cached before fetch moved to lm_data.corpus keep their file name."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  body = b'import io\n\nfrom lm_data.finetune.tasks import base\n%s\n\nX = 1\n'
+  old = body % b'from lm_data.input_pipeline import fetch'
+  new_file = tmp_path / 'new.py'
+  new_file.write_bytes(body % b'from lm_data.corpus import fetch')
+  module = types.ModuleType('parser')
+  module.__file__ = str(new_file)
+  assert tasks._code_sha256(module) == hashlib.sha256(old).hexdigest()
+  new_file.write_bytes((body % b'from lm_data.corpus import fetch') + b'Y = 2\n')
+  assert tasks._code_sha256(module) != hashlib.sha256(old).hexdigest()

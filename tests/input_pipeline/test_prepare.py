@@ -3,15 +3,16 @@
 import collections
 import dataclasses
 import json
+import os
 import random
 
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
+from lm_data.curation import decontaminate as decontaminate_lib
 from lm_data.input_pipeline import prepare as prepare_lib
-from lm_data.input_pipeline import sources
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 
 D1, D2 = sources.DOMAINS[:2]
@@ -107,11 +108,50 @@ def test_second_call_loads_the_cache(tokenizer, monkeypatch):
               if p.name.startswith('.')]  # No temporary folder is left.
 
 
+def test_gcs_cache_holds_the_same_rows_and_is_read_back(tokenizer, fake_gcs, monkeypatch):
+  recipe = {'domains': [D1, D2], 'token_budget': 500, 'seed': 2}
+  local = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN)
+  remote = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN,
+                               cache='gs://bucket/prepared')
+  assert os.fspath(remote.path) == f'gs://bucket/prepared/{local.path.name}'
+  assert f'bucket/prepared/{local.path.name}/{prepare_lib.STATS_FILE}' in fake_gcs
+  monkeypatch.setattr(prepare_lib, '_build', lambda *a, **k: pytest.fail('rebuilt'))
+  again = prepare_lib.prepare(recipe, tokenizer, seq_len=SEQ_LEN,
+                              cache='gs://bucket/prepared')
+  for got in (remote, again):
+    assert got.stats == local.stats
+    np.testing.assert_array_equal(got.train.tokens, local.train.tokens)
+    np.testing.assert_array_equal(got.train.segment_ids, local.train.segment_ids)
+    assert got.held_out.keys() == local.held_out.keys()
+    for d in local.held_out:
+      np.testing.assert_array_equal(got.held_out[d].tokens, local.held_out[d].tokens)
+
+
+def test_curated_held_out_rows_equal_the_prepared_ones(tokenizer, tmp_path):
+  """A curated dataset holding the corpus' validation split gives the streamed
+  run the held-out rows prepare gives the in-memory run."""
+  from lm_data.curation import dataset  # pylint: disable=import-outside-toplevel
+  from lm_data.input_pipeline import stream  # pylint: disable=import-outside-toplevel
+  prepared = prepare_lib.prepare({'domains': [D1, D2], 'token_budget': 400},
+                                 tokenizer, seq_len=SEQ_LEN)
+  validation = [doc for d in (D1, D2)
+                for doc in tfds_builder.load_split(d, tfds_builder.VALIDATION)]
+  folder = dataset.write_documents(
+      tmp_path / 'curated', tfds_builder.load_split(D1), domains=[D1],
+      held_out=validation[::-1], held_out_domains=[D1, D2], num_shards=2)
+  rows = stream.held_out_rows(folder, tokenizer, seq_len=SEQ_LEN)
+  assert set(rows) == {D1, D2}
+  for d in (D1, D2):
+    np.testing.assert_array_equal(rows[d].tokens, prepared.held_out[d].tokens)
+    np.testing.assert_array_equal(rows[d].segment_ids,
+                                  prepared.held_out[d].segment_ids)
+
+
 def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
   raw = prepare_lib.prepare({'domains': [D1]}, tokenizer, seq_len=SEQ_LEN)
   deduped = prepare_lib.prepare({'domains': [D1], 'quality': ['dedup_exact']},
                                 tokenizer, seq_len=SEQ_LEN)
-  train_texts = [d.text for d in corpus.load_split(D1)]
+  train_texts = [d.text for d in tfds_builder.load_split(D1)]
   expected = len(train_texts) - len(set(train_texts))
   assert expected > 0
   [step] = deduped.stats['steps']
@@ -122,7 +162,7 @@ def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
   # Held-out rows are the raw validation documents, whatever the steps.
   np.testing.assert_array_equal(deduped.held_out[D1].tokens,
                                 raw.held_out[D1].tokens)
-  validation = corpus.load_split(D1, corpus.VALIDATION)
+  validation = tfds_builder.load_split(D1, tfds_builder.VALIDATION)
   reference = collections.Counter(
       t for doc in validation for t in tokenizer.encode(doc.text))
   assert _content(raw.held_out[D1]) == reference
@@ -130,7 +170,7 @@ def test_quality_steps_count_removals_and_leave_held_out_raw(tokenizer):
 
 
 def test_degrade_and_decontaminate_are_recorded(tokenizer):
-  train = corpus.load_split(D1)
+  train = tfds_builder.load_split(D1)
   raw = prepare_lib.prepare({'domains': [D1]}, tokenizer, seq_len=SEQ_LEN)
   recipe = {'domains': [D1], 'degrade': {'word_shuffle': 1.0},
             'decontaminate': True}
@@ -151,7 +191,7 @@ def test_degrade_and_decontaminate_are_recorded(tokenizer):
 
 
 def test_decontamination_stats_by_task_and_domain(tokenizer):
-  train = corpus.load_split(D1)
+  train = tfds_builder.load_split(D1)
   leaked = train[3].text
   # 20 words of another document and 20 new ones: a partial overlap (8 of
   # its 28 13-grams), kept.
@@ -168,7 +208,7 @@ def test_decontamination_stats_by_task_and_domain(tokenizer):
   assert step['removed'] == {D1: copies, D2: 0}
   assert details['by_domain'][D1]['removed'] == copies
   assert details['by_domain'][D2] == {
-      'input': len(corpus.load_split(D2)), 'removed': 0, 'rate': 0.0}
+      'input': len(tfds_builder.load_split(D2)), 'removed': 0, 'rate': 0.0}
   assert details['by_task']['leaky']['found'] == 1
   assert details['by_task']['leaky']['documents_by_domain'] == {D1: copies}
   assert details['by_task']['clean']['found'] == 0
@@ -238,7 +278,7 @@ def test_shared_tokenizer_sees_only_train_documents(tmp_path):
   stats = json.loads((path.parent / 'sample_stats.json').read_text())
   for domain in (D1, D2):
     assert stats['domains'][domain]['documents_available'] == len(
-        corpus.load_split(domain))
+        tfds_builder.load_split(domain))
   assert tokenizer_lib.Tokenizer.load(path).vocab_size == VOCAB_SIZE
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from lm_data import errors
+from lm_data.corpus.sources import Document
 from lm_data.curation import dataset
 from lm_data.input_pipeline import masking
+from lm_data.input_pipeline import packing
 from lm_data.input_pipeline import stream
-from lm_data.input_pipeline.sources import Document
 
 SEQ_LEN = 16
 CLS, SEP = 2, 3
@@ -123,6 +124,99 @@ def test_every_document_once_per_epoch(curated):
   assert sorted(collections.Counter(ids)) == list(range(1000, 1060))
 
 
+def _sized_docs(domain, base, n, lengths):
+  """Document k: token id base + k, repeated lengths[k % len(lengths)] times."""
+  return [Document(' '.join([str(base + k)] * lengths[k % len(lengths)]),
+                   domain, 'toy', f'{k}') for k in range(n)]
+
+
+@pytest.fixture(scope='module')
+def uneven(tmp_path_factory):
+  """'long' documents of 8-12 tokens, 'short' ones of 2-4: weighting
+  documents instead of tokens would give 'long' ~0.77 of the tokens."""
+  out = tmp_path_factory.mktemp('uneven')
+  docs = (_sized_docs('long', 1000, 50, (8, 10, 12))
+          + _sized_docs('short', 2000, 80, (2, 3, 4)))
+  dataset.write_documents(out, docs, domains=['long', 'short'], num_shards=2)
+  return out, {d.text.split()[0]: len(d.text.split()) for d in docs}
+
+
+def _token_share(ids, domain_base):
+  ids = np.array(ids)
+  return np.mean((ids >= domain_base) & (ids < domain_base + 1000))
+
+
+@pytest.mark.parametrize('weights, long_share', [
+    ({'long': 1.0, 'short': 1.0}, 0.5),
+    ({'long': 1.0, 'short': 3.0}, 0.25),
+    (None, 498 / (498 + 239)),  # Natural: the splits' tokens, 498 and 239.
+])
+def test_mixture_weights_are_token_proportions(uneven, weights, long_share):
+  """Tolerance 0.03: the token share over ~9k emitted tokens (its sampling
+  noise is ~0.005 here)."""
+  folder, _ = uneven
+  it = _iterator(folder, seq_len=32, weights=weights)
+  ids = _doc_ids([next(it) for _ in range(80)])
+  assert abs(_token_share(ids, 1000) - long_share) < 0.03
+  assert abs(_token_share(ids, 2000) - (1 - long_share)) < 0.03
+  assert it.mixture['long']['token_share'] == pytest.approx(long_share)
+  assert it.mixture['long']['mean_tokens'] == pytest.approx(10.0, abs=0.1)
+
+
+def test_token_budget_takes_its_share_of_documents_and_cycles(uneven):
+  folder, lengths = uneven
+  budget = 120
+  it = _iterator(folder, seq_len=32, weights={'long': 1.0, 'short': 1.0},
+                 token_budget=budget)
+  ids = _doc_ids([next(it) for _ in range(60)])  # ~7k tokens: many epochs.
+  used = {}
+  for base, domain in ((1000, 'long'), (2000, 'short')):
+    docs = {i for i in ids if base <= i < base + 1000}
+    tokens = sum(lengths[str(i)] for i in docs)
+    # Each split's share (60 tokens), overshot by less than one document.
+    assert budget / 2 <= tokens < budget / 2 + max(lengths.values())
+    assert len(docs) == it.mixture[domain]['documents']
+    used[domain] = docs
+  assert abs(_token_share(ids, 1000) - 0.5) < 0.03
+  larger = _iterator(folder, seq_len=32, weights={'long': 1.0, 'short': 1.0},
+                     token_budget=3 * budget)
+  more = set(_doc_ids([next(larger) for _ in range(120)]))
+  assert used['long'] | used['short'] <= more  # Nested, as prepare's budgets.
+  with pytest.raises(ValueError, match='fewer than its share'):
+    _iterator(folder, seq_len=32, token_budget=10**6)
+
+
+def test_budget_is_part_of_the_checked_state(uneven):
+  folder, _ = uneven
+  state = _iterator(folder, seq_len=32, token_budget=100).get_state()
+  with pytest.raises(ValueError, match='token_budget'):
+    _iterator(folder, seq_len=32, token_budget=200, start_state=state)
+
+
+def test_held_out_rows_are_the_validation_split_packed_in_order(tmp_path):
+  train = _docs('news', 1000, 20)
+  held_out = _sized_docs('news', 1500, 9, (2, 5)) + _sized_docs('legal', 2500, 4, (3,))
+  folder = dataset.write_documents(
+      tmp_path, train, domains=['news'], held_out=held_out[::-1],
+      held_out_domains=['news', 'legal'], num_shards=2)
+  rows = stream.held_out_rows(folder, WordIdTokenizer(), seq_len=SEQ_LEN)
+  assert set(rows) == {'news', 'legal'}
+  for domain in rows:
+    docs = sorted((d for d in held_out if d.domain == domain),
+                  key=lambda d: (d.source, d.doc_id))
+    want = packing.pack([[int(w) for w in d.text.split()] for d in docs],
+                        SEQ_LEN, cls_id=CLS, sep_id=SEP)
+    np.testing.assert_array_equal(rows[domain].tokens, want[0])
+    np.testing.assert_array_equal(rows[domain].segment_ids, want[1])
+  # Training reads only the train splits.
+  it = _iterator(folder)
+  assert set(_doc_ids([next(it) for _ in range(10)])) <= set(range(1000, 1020))
+
+
+def test_dataset_without_held_out_splits_has_no_held_out_rows(curated):
+  assert stream.held_out_rows(curated, WordIdTokenizer(), seq_len=SEQ_LEN) == {}
+
+
 def test_missing_dataset_is_a_user_error(tmp_path):
   with pytest.raises(errors.UserError, match='beam_main'):
     _iterator(tmp_path)
@@ -143,10 +237,10 @@ def test_smoke_sized_arm_trains_from_a_curated_dataset(tmp_path):
   of real news documents: the loss falls, and a run stopped at step 30
   resumes from its checkpointed stream state to the same parameters."""
   from configs import common  # pylint: disable=import-outside-toplevel
-  from lm_data.input_pipeline import corpus  # pylint: disable=import-outside-toplevel
+  from lm_data.corpus import tfds_builder  # pylint: disable=import-outside-toplevel
   from lm_data.train import trainer  # pylint: disable=import-outside-toplevel
   folder = dataset.write_documents(tmp_path / 'curated',
-                                   corpus.load_split('news'),
+                                   tfds_builder.load_split('news'),
                                    domains=['news'], num_shards=2)
   cfg = common.smoke(common.base_config())
   cfg.train.async_checkpointing = False

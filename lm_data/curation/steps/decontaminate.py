@@ -3,8 +3,8 @@ split by `sources` are decided together, so a group is one source text."""
 
 import re
 
+from lm_data.curation import decontaminate as decontaminate_lib
 from lm_data.curation import registry
-from lm_data.input_pipeline import decontaminate as decontaminate_lib
 
 # Counts that add up over groups of documents (the rest describe the
 # evaluation texts or are rates).

@@ -1,8 +1,8 @@
 """Exact dedup (dedup.exact_dedup): documents with equal normalised text form
 a group, which keeps its first document in input order."""
 
+from lm_data.curation import dedup
 from lm_data.curation import registry
-from lm_data.input_pipeline import dedup
 
 registry.register(registry.Step(
     name='dedup_exact',

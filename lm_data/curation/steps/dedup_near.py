@@ -9,8 +9,8 @@ few), and each cluster keeps its first document in input order, as in process.
 
 import numpy as np
 
+from lm_data.curation import dedup
 from lm_data.curation import registry
-from lm_data.input_pipeline import dedup
 
 _NAMESPACE = 'lm_data.curation'
 _NAME = 'dedup_near'

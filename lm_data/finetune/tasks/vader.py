@@ -25,7 +25,7 @@ import pathlib
 import tarfile
 
 from lm_data.finetune.tasks import base
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 
 ARCHIVE = fetch.Archive(
     registry='pypi', name='vaderSentiment', version='3.3.2',

@@ -9,7 +9,7 @@ import threading
 import zipfile
 
 from lm_data import errors
-from lm_data.input_pipeline import fetch
+from lm_data.corpus import fetch
 import pytest
 
 PAYLOAD = b'pinned archive bytes'

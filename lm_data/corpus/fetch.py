@@ -26,6 +26,7 @@ import zipfile
 from absl import logging
 
 from lm_data import errors
+from lm_data import utils
 
 CACHE_ENV = 'LM_DATA_CACHE'
 DEFAULT_CACHE = '~/.cache/lm_data'
@@ -76,14 +77,16 @@ class Archive:
     _PINS[self.filename] = self
 
 
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> pathlib.Path:
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> utils.AnyPath:
   """The cache folder: `cache_dir` if set, else $LM_DATA_CACHE, else ~/.cache/lm_data.
 
   `cache_dir` is a config's `cache_dir`, which moves only the prepared data
-  and the measured peak FLOP/s; fetched archives always use the environment
-  (fetching knows no config).
+  and the measured peak FLOP/s (it may be `gs://...`, `utils.path`); fetched
+  archives always use the environment (fetching knows no config).
   """
   if cache_dir:
+    if utils.is_remote(cache_dir):
+      return utils.path(cache_dir)
     return pathlib.Path(cache_dir).expanduser()
   return pathlib.Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
@@ -243,7 +246,7 @@ def verify_cache() -> list[CacheEntry]:
   `fetch` checks an archive whenever it is read; this checks the whole cache
   at once (e.g. after copying it between machines). Pins are those of the
   Archives made so far: import the modules that define them first
-  (lm_data.input_pipeline.sources, lm_data.finetune.tasks).
+  (lm_data.corpus.sources, lm_data.finetune.tasks).
   """
   folder = cache_root() / ARCHIVES_DIR
   if not folder.is_dir():

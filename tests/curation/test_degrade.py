@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import degrade
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import degrade
 
 # Realised rates must fall within this many binomial standard errors.
 _SIGMAS = 4

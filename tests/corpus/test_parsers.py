@@ -7,7 +7,7 @@ import gzip
 import random
 import time
 
-from lm_data.input_pipeline import parsers
+from lm_data.corpus import parsers
 import pytest
 
 
@@ -69,7 +69,7 @@ def _split_text_reference(text, max_chars):
   """The former, quadratic split_text (it re-sliced the rest): the spec."""
   parts = []
   while len(text) > max_chars:
-    end, rest = parsers._cut(text[:max_chars + 1], max_chars)
+    end, rest = parsers.text._cut(text[:max_chars + 1], max_chars)
     part = text[:end].strip()
     if part:
       parts.append(part)

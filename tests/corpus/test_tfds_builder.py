@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from lm_data.input_pipeline import corpus
-from lm_data.input_pipeline import sources
+from lm_data.corpus import sources
+from lm_data.corpus import tfds_builder
 
 DOMAIN = sources.DOMAINS[0]
 NUM_DOCS = 200
@@ -33,8 +33,8 @@ def fake_sources(monkeypatch):
 
 
 def test_builds_and_reads_back_without_tensorflow(tmp_path, fake_sources):
-  train = corpus.load_split(DOMAIN, corpus.TRAIN, data_dir=tmp_path)
-  validation = corpus.load_split(DOMAIN, corpus.VALIDATION, data_dir=tmp_path)
+  train = tfds_builder.load_split(DOMAIN, tfds_builder.TRAIN, data_dir=tmp_path)
+  validation = tfds_builder.load_split(DOMAIN, tfds_builder.VALIDATION, data_dir=tmp_path)
   assert fake_sources == [DOMAIN]
   assert 'tensorflow' not in sys.modules
   # Every document exactly once (the two repeated ids are dropped, counted).
@@ -42,40 +42,40 @@ def test_builds_and_reads_back_without_tensorflow(tmp_path, fake_sources):
   assert train == sorted(train, key=lambda d: (d.source, d.doc_id))
   assert {d.domain for d in train} == {DOMAIN}
   assert train[0].text.endswith('é')
-  assert corpus.parse_stats(DOMAIN, data_dir=tmp_path) == {
+  assert tfds_builder.parse_stats(DOMAIN, data_dir=tmp_path) == {
       'skipped_binary': 3, 'repaired_invalid_utf8': 1, 'duplicate_doc_id': 2}
   # A second read reuses the prepared files instead of loading sources.
-  assert corpus.load_split(DOMAIN, data_dir=tmp_path) == train
+  assert tfds_builder.load_split(DOMAIN, data_dir=tmp_path) == train
   assert fake_sources == [DOMAIN]
 
 
 def test_validation_is_disjoint_small_and_stable(tmp_path, fake_sources):
   del fake_sources
-  train = {d.doc_id for d in corpus.load_split(DOMAIN, data_dir=tmp_path)}
-  validation = {d.doc_id for d in corpus.load_split(
-      DOMAIN, corpus.VALIDATION, data_dir=tmp_path)}
+  train = {d.doc_id for d in tfds_builder.load_split(DOMAIN, data_dir=tmp_path)}
+  validation = {d.doc_id for d in tfds_builder.load_split(
+      DOMAIN, tfds_builder.VALIDATION, data_dir=tmp_path)}
   assert not train & validation
-  assert corpus.MIN_VALIDATION_DOCS <= len(validation) <= 0.1 * NUM_DOCS
+  assert tfds_builder.MIN_VALIDATION_DOCS <= len(validation) <= 0.1 * NUM_DOCS
   # A document's split depends on its own id only: dropping half of the
   # other documents keeps every remaining validation document held out.
   docs = _docs()
   subset = [d for d in docs if d.doc_id in validation] + docs[:NUM_DOCS // 2]
-  mask = corpus.validation_mask(subset)
+  mask = tfds_builder.validation_mask(subset)
   held_out = {d.doc_id for d, m in zip(subset, mask) if m}
   assert validation <= held_out
 
 
 def test_tiny_domain_still_gets_validation_documents():
-  mask = corpus.validation_mask(_docs(n=10))
-  assert mask.sum() == corpus.MIN_VALIDATION_DOCS
-  assert corpus.validation_mask(_docs(n=1)).sum() == 0
+  mask = tfds_builder.validation_mask(_docs(n=10))
+  assert mask.sum() == tfds_builder.MIN_VALIDATION_DOCS
+  assert tfds_builder.validation_mask(_docs(n=1)).sum() == 0
 
 
 def test_unknown_domain_lists_known_ones(tmp_path):
   with pytest.raises(ValueError, match="unknown domain 'lgeal'; known: "):
-    corpus.load_split('lgeal', data_dir=tmp_path)
+    tfds_builder.load_split('lgeal', data_dir=tmp_path)
 
 
 def test_unknown_split_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="unknown split 'test'"):
-    corpus.load_split(DOMAIN, 'test', data_dir=tmp_path)
+    tfds_builder.load_split(DOMAIN, 'test', data_dir=tmp_path)

@@ -32,8 +32,8 @@ import re
 import numpy as np
 
 from lm_data import utils
-from lm_data.input_pipeline import dedup
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import dedup
 
 # --- Gopher values (Rae et al. 2021, appendix A.1.1). ---
 GOPHER_MIN_WORDS = 50

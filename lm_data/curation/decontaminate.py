@@ -56,8 +56,8 @@ from typing import Any
 
 import numpy as np
 
-from lm_data.input_pipeline import dedup
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import dedup
 
 NGRAM_WORDS = 13
 # Fraction of an evaluation text's distinct 13-grams that a document must hold

@@ -5,9 +5,9 @@ import os
 import re
 import zipfile
 
-from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import parsers
-from lm_data.input_pipeline import sources
+from lm_data.corpus import fetch
+from lm_data.corpus import parsers
+from lm_data.corpus import sources
 import pytest
 
 MIN_DEFAULT_DOMAINS = 6

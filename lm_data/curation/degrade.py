@@ -27,7 +27,7 @@ import string
 import numpy as np
 
 from lm_data import utils
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
 
 # Synthetic web-page furniture written for this project (not scraped text).
 BOILERPLATE_LINES = (

@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 import zlib
 
 from absl import logging
-from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import parsers
+from lm_data.corpus import fetch
+from lm_data.corpus import parsers
 
 # Longer documents are split on paragraph boundaries into parts this long.
 MAX_DOC_CHARS = 20_000

@@ -23,7 +23,7 @@ import re
 import numpy as np
 
 from lm_data import utils
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
 
 # MinHash defaults: 128 hash functions, word 5-gram shingles, and a Jaccard
 # threshold of 0.8 (near-duplicates as in Lee et al. 2022, "Deduplicating

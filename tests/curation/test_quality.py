@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import quality
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import quality
 
 _STOP = sorted(quality.GOPHER_STOP_WORDS)
 

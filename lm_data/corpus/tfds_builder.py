@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lm_data import utils
-from lm_data.input_pipeline import fetch
-from lm_data.input_pipeline import sources
+from lm_data.corpus import fetch
+from lm_data.corpus import sources
 
 TRAIN = 'train'
 VALIDATION = 'validation'

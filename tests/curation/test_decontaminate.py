@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import decontaminate
-from lm_data.input_pipeline import dedup
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import decontaminate
+from lm_data.curation import dedup
 
 N = decontaminate.NGRAM_WORDS
 

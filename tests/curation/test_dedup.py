@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lm_data.input_pipeline import dedup
-from lm_data.input_pipeline.sources import Document
+from lm_data.corpus.sources import Document
+from lm_data.curation import dedup
 
 _MASK64 = (1 << 64) - 1
 
