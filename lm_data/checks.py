@@ -44,10 +44,18 @@ def check_dir(path: str | os.PathLike[str], name: str) -> pathlib.Path:
   return path
 
 
+def _check_finetune_fields(config: ml_collections.ConfigDict, prefix: str) -> None:
+  """A hand-written config missing a field: one line, not an AttributeError later."""
+  missing = [prefix + f for f in finetune_run.CONFIG_FIELDS if f not in config]
+  if missing:
+    raise errors.UserError(f'the fine-tuning config lacks {", ".join(missing)}; start '
+                           'from configs/finetune.py, which sets every field')
+
+
 def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: int,
                              prefix: str) -> None:
-  """Task names, seeds and per-task overrides of a fine-tuning config."""
-  config = finetune_run.settings(config)
+  """Fields, task names, seeds and per-task overrides of a fine-tuning config."""
+  _check_finetune_fields(config, prefix)
   if config.seeds < 1:
     raise errors.UserError(f'{prefix}seeds={config.seeds} must be >= 1')
   # 0 means "as many as `seeds`" / "no minimum"; a negative count is a typo.
@@ -108,8 +116,8 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
 
 def check_finetune_config(config: ml_collections.ConfigDict,
                           workdir: str | os.PathLike[str]) -> None:
-  """finetune.py's checks: checkpoint, arms, step, tasks, overrides, workdir."""
-  config = finetune_run.settings(config)
+  """finetune.py's checks: fields, checkpoint, arms, step, tasks, overrides, workdir."""
+  _check_finetune_fields(config, '')
   if not config.checkpoint:
     raise errors.UserError('set config.checkpoint to a pretraining checkpoint dir or '
                            'a study workdir (--config.checkpoint=...)')
