@@ -21,6 +21,7 @@ from lm_data.input_pipeline import fetch
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.train import optimizer
+from lm_data.train import parallel
 from lm_data.train import trainer
 
 # train.* fields that count something and must be >= 1.
@@ -78,9 +79,9 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
     value = tc[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise errors.UserError(f'train.{field}={value!r} must be a whole number >= 1')
-  if tc.parallelism not in trainer.PARALLELISM:
+  if tc.parallelism not in parallel.MODES:
     raise errors.UserError(f'unknown train.parallelism {tc.parallelism!r}; '
-                           f'known: {", ".join(trainer.PARALLELISM)}')
+                           f'known: {", ".join(parallel.MODES)}')
   if (tc.keep_period or 0) < 0:
     raise errors.UserError(f'train.keep_period={tc.keep_period} must be >= 0 (0 = off)')
   # The trainer's mesh spans every device of every process.
