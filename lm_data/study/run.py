@@ -187,8 +187,10 @@ class Study:
     return records_lib.ArmRecord(
         arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
         tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
-        train_flops=result.train_flops, data_stats=data_stats, heldout=result.heldout,
-        mlm_baselines=self.mlm_baselines(prepared, eval_sets) if self.is_main else {})
+        train_flops=result.train_flops, data_stats=data_stats,
+        heldout=records_lib.heldout_from_dict(result.heldout),
+        mlm_baselines=records_lib.references_from_dict(
+            self.mlm_baselines(prepared, eval_sets) if self.is_main else {}))
 
   def train_iterator(self, arm: ml_collections.ConfigDict, prepared):
     """Batches from the prepared rows, or streamed from `data.curated_dir`
