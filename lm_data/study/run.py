@@ -101,7 +101,8 @@ class Study:
     self.config = config
     self.workdir = workdir
     self.is_main = jax.process_index() == 0
-    self.cache = pathlib.Path(config.cache_dir) if config.cache_dir else None
+    # The same layout under config.cache_dir as under the default cache root.
+    self.cache = prepare_lib.default_cache(config.cache_dir)
     self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
     needs_texts = any(arm.data.decontaminate for arm in config.arms)
     # Every local task, not config.finetune.tasks: the corpus must not depend on the run's tasks.
