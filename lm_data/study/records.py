@@ -22,8 +22,10 @@ POOLED = 'all'  # the held-out set pooled over domains
 
 
 def _set_fields(obj) -> dict:
-  """A flat record's fields without the unset (None) ones: older runs lack them."""
-  return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}
+  """A flat record's fields without the unset (None) ones (older runs lack
+  them), in sorted order as arm_result.json holds them, so what the report
+  copies into results.json keeps its bytes."""
+  return {k: v for k, v in sorted(dataclasses.asdict(obj).items()) if v is not None}
 
 
 @dataclasses.dataclass(kw_only=True)

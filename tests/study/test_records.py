@@ -64,6 +64,9 @@ def test_a_partial_record_reads_with_defaults_and_typed_metrics():
   full = records.ArmRecord.from_dict(written)
   mask = written['mlm_baselines']['all']['mask']
   assert full.references('mask').unigram_loss == mask['unigram_loss']
+  # In arm_result.json's (sorted) key order: results.json copies them.
+  assert list(full.references('mask').to_dict()) == sorted(mask)
+  assert list(full.pooled().to_dict()) == sorted(pooled)
   # A set with no predictions has only the count (baselines.summarise, reduce_sums).
   assert records.CountReferences.from_dict({'predictions': 0}).to_dict() == {'predictions': 0}
   assert records.HeldoutMetrics.from_dict({'predictions': 0.0}).to_dict() == {'predictions': 0.0}
