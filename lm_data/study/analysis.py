@@ -6,12 +6,10 @@ power-law fit, correlations) are in `stats.py`.
 Every effect comes with a 95% interval and a `significant` flag (the interval
 excludes 0); `report.py` turns these into sentences.
 
-Inputs are the per-arm dicts `report.write_report` receives: `arm`, `recipe`,
-`unique_tokens`, `epochs`, `heldout[domain]` ('loss', 'accuracy' and, in new
-runs, the same at [MASK] and other positions), `mlm_baselines`,
-`tasks[task] = {'main_metric', 'domain', 'scores', 'mean', ...}` (fine-tuning)
-and `probes` (linear probes, same shape); optionally per-item predictions
-(`paired.py`) for paired comparisons.
+Inputs are the arms' typed records (`records.ArmRecord`: recipe, unique
+tokens, epochs, held-out metrics, count references, `tasks` and `probes` as
+`records.TaskScore` per task), parsed once by `report.write_report`;
+optionally per-item predictions (`paired.py`) for paired comparisons.
 
 Methods (also stated in the report):
 * Learning check: an arm has learned language when its held-out loss at
@@ -37,13 +35,18 @@ Methods (also stated in the report):
 """
 
 from collections.abc import Sequence
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
 from lm_data.study import paired
+from lm_data.study import records
 from lm_data.study import stats
+
+Arm = records.ArmRecord
+Score = records.TaskScore
 
 # Subword tokens per English word (BERT-style vocabularies), to place our
 # budgets on the word axis papers use.
@@ -56,7 +59,7 @@ LOWER_IS_BETTER = frozenset({'mse', 'loss'})
 # An arm has learned when its held-out loss at [MASK] is this far below the
 # unigram cross-entropy of the same positions (and accuracy beats freq+copy).
 LEARN_MARGIN_NATS = 0.5
-POOLED = 'all'
+POOLED = records.POOLED
 # Evaluations compared in pairs: record key of the arm's scores -> name.
 EVALUATIONS = {'probes': 'probe', 'tasks': 'finetune'}
 # The random-init control of each evaluation (a key of the controls dict).
@@ -71,11 +74,13 @@ def higher_is_better(metric: str) -> bool:
   return metric not in LOWER_IS_BETTER
 
 
-def task_scores(result: dict) -> np.ndarray:
+def task_scores(result: Score | None) -> np.ndarray:
   """Per-seed scores of one arm on one task (the mean alone if no seeds)."""
-  scores = [s for s in result.get('scores') or () if stats.finite(s)]
-  if not scores and stats.finite(result.get('mean')):
-    scores = [result['mean']]
+  if result is None:
+    return np.zeros(0, np.float64)
+  scores = [s for s in result.scores or () if stats.finite(s)]
+  if not scores and stats.finite(result.mean):
+    scores = [result.mean]
   return np.asarray(scores, np.float64)
 
 
@@ -86,7 +91,7 @@ def _oriented(effect: dict, metric: str) -> dict:
                    'main_metric': metric}
 
 
-def _compare(results: Sequence[dict], coefficients: Sequence[float],
+def _compare(results: Sequence[Score | None], coefficients: Sequence[float],
              metric: str) -> dict | None:
   """Oriented stats.contrast of task results; None when one of them has no score."""
   groups = [task_scores(r) for r in results]
@@ -105,51 +110,55 @@ def _recipe_key(recipe: dict, drop: Sequence[str]) -> str:
   return repr(sorted((k, repr(v)) for k, v in recipe.items() if k not in drop))
 
 
-def size_group(arms: Sequence[dict]) -> list[int]:
+def size_group(arms: Sequence[Arm]) -> list[int]:
   """Indices of the largest set of arms that differ only in their budget."""
   groups: dict[str, list[int]] = {}
   for i, arm in enumerate(arms):
-    if arm.get('unique_tokens', 0) > 0:
-      groups.setdefault(_recipe_key(arm['recipe'], SIZE_KEYS), []).append(i)
+    if arm.unique_tokens > 0:
+      groups.setdefault(_recipe_key(arm.recipe, SIZE_KEYS), []).append(i)
   sized = [g for g in groups.values()
-           if len({arms[i]['unique_tokens'] for i in g}) > 1]
+           if len({arms[i].unique_tokens for i in g}) > 1]
   return max(sized, key=len) if sized else []
 
 
-def varied_factors(arms: Sequence[dict]) -> dict[str, bool]:
+def _domains(arm: Arm) -> list[str]:
+  return list(arm.recipe.get('domains') or ())
+
+
+def varied_factors(arms: Sequence[Arm]) -> dict[str, bool]:
   """Which of size, domain and quality the arms vary (decides the analyses)."""
-  budgets = {tuple(repr(a['recipe'].get(k)) for k in SIZE_KEYS) for a in arms}
-  domains = {tuple(sorted(a['recipe'].get('domains') or ())) for a in arms}
+  budgets = {tuple(repr(a.recipe.get(k)) for k in SIZE_KEYS) for a in arms}
+  domains = {tuple(sorted(_domains(a))) for a in arms}
   return {'size': len(budgets) > 1 and bool(size_group(arms)),
           'domain': len(domains) > 1,
-          'quality': any(manipulates_quality(a['recipe']) for a in arms)}
+          'quality': any(manipulates_quality(a.recipe) for a in arms)}
 
 
-def task_names(arms: Sequence[dict], key: str = 'tasks') -> list[str]:
-  """Tasks scored by any arm (under `key`), sorted by name."""
-  return sorted({t for arm in arms for t in arm.get(key) or {}})
+def task_names(arms: Sequence[Arm], key: str = 'tasks') -> list[str]:
+  """Tasks scored by any arm (in its `tasks` or `probes`), sorted by name."""
+  return sorted({t for arm in arms for t in getattr(arm, key)})
 
 
-def task_meta(arms: Sequence[dict], task: str) -> dict:
+def task_meta(arms: Sequence[Arm], task: str) -> Score:
   """The first arm's result for `task` (its main_metric and domain)."""
   for arm in arms:
-    for key in ('tasks', 'probes'):
-      if task in (arm.get(key) or {}):
-        return arm[key][task]
+    for scores in (arm.tasks, arm.probes):
+      if task in scores:
+        return scores[task]
   raise KeyError(task)
 
 
-def size_sensitivity(arms: Sequence[dict], group: Sequence[int]) -> dict[str, dict]:
+def size_sensitivity(arms: Sequence[Arm], group: Sequence[int]) -> dict[str, dict]:
   """Per task: slope of score per decade of unique tokens, over `group`."""
   out = {}
   for task in task_names([arms[i] for i in group]):
     x, y = [], []
     for i in group:
-      if task in arms[i]['tasks']:
-        scores = task_scores(arms[i]['tasks'][task])
-        x += [math.log10(arms[i]['unique_tokens'])] * scores.size
+      if task in arms[i].tasks:
+        scores = task_scores(arms[i].tasks[task])
+        x += [math.log10(arms[i].unique_tokens)] * scores.size
         y += scores.tolist()
-    metric = task_meta(arms, task)['main_metric']
+    metric = task_meta(arms, task).main_metric
     if len(set(x)) < 2:
       out[task] = {'status': 'fewer than two sizes scored', 'main_metric': metric}
       continue
@@ -157,17 +166,17 @@ def size_sensitivity(arms: Sequence[dict], group: Sequence[int]) -> dict[str, di
   return out
 
 
-def _single_domain_arms(arms: Sequence[dict]) -> dict[str, int]:
+def _single_domain_arms(arms: Sequence[Arm]) -> dict[str, int]:
   """Domain -> index of the first unmanipulated arm trained on it alone."""
   out = {}
   for i, arm in enumerate(arms):
-    domains = arm['recipe'].get('domains') or ()
-    if len(domains) == 1 and not manipulates_quality(arm['recipe']):
+    domains = _domains(arm)
+    if len(domains) == 1 and not manipulates_quality(arm.recipe):
       out.setdefault(domains[0], i)
   return out
 
 
-def domain_sensitivity(arms: Sequence[dict]) -> dict[str, dict]:
+def domain_sensitivity(arms: Sequence[Arm]) -> dict[str, dict]:
   """Per task with a domain: in-domain arm minus the mean of the others.
 
   Also, where the arms hold the full mixture and the mixture without the
@@ -176,82 +185,88 @@ def domain_sensitivity(arms: Sequence[dict]) -> dict[str, dict]:
   single = _single_domain_arms(arms)
   by_domains = {}
   for i, arm in enumerate(arms):
-    if not manipulates_quality(arm['recipe']):
-      by_domains.setdefault(frozenset(arm['recipe'].get('domains') or ()), i)
+    if not manipulates_quality(arm.recipe):
+      by_domains.setdefault(frozenset(_domains(arm)), i)
   full = max(by_domains, key=len, default=frozenset())
   out = {}
   for task in task_names(arms):
     meta = task_meta(arms, task)
-    domain, metric = meta.get('domain'), meta['main_metric']
+    domain, metric = meta.domain, meta.main_metric
     if not domain:
       continue
     entry: dict[str, Any] = {'domain': domain, 'main_metric': metric}
     scored = {d: i for d, i in single.items()
-              if task_scores(arms[i]['tasks'].get(task, {})).size}
+              if task_scores(arms[i].tasks.get(task)).size}
     if domain in scored and len(scored) > 1:
       others = [i for d, i in scored.items() if d != domain]
-      results = [arms[i]['tasks'][task] for i in [scored[domain]] + others]
+      results = [arms[i].tasks[task] for i in [scored[domain]] + others]
       entry['in_domain'] = _compare(
           results, [1.0] + [-1.0 / len(others)] * len(others), metric) | {
-              'in_domain_arm': arms[scored[domain]]['arm'],
-              'out_of_domain_arms': [arms[i]['arm'] for i in others]}
+              'in_domain_arm': arms[scored[domain]].arm,
+              'out_of_domain_arms': [arms[i].arm for i in others]}
     else:
       entry['in_domain'] = {'status': f'needs scores of a single-domain {domain!r} '
                                       'arm and of another single-domain arm'}
     without = full - {domain}
     if domain in full and without in by_domains and len(without) > 1:
       i, j = by_domains[full], by_domains[without]
-      inclusion = _compare([arms[i]['tasks'].get(task, {}),
-                            arms[j]['tasks'].get(task, {})], [1.0, -1.0], metric)
+      inclusion = _compare([arms[i].tasks.get(task), arms[j].tasks.get(task)],
+                           [1.0, -1.0], metric)
       if inclusion:
-        entry['inclusion'] = inclusion | {'with_arm': arms[i]['arm'],
-                                          'without_arm': arms[j]['arm']}
+        entry['inclusion'] = inclusion | {'with_arm': arms[i].arm,
+                                          'without_arm': arms[j].arm}
     out[task] = entry
   return out
 
 
-def quality_reference(arms: Sequence[dict], arm: dict) -> int | None:
+def quality_reference(arms: Sequence[Arm], arm: Arm) -> int | None:
   """The unfiltered arm to compare `arm` with: no quality steps or degradation,
   preferably the same recipe otherwise (domains, budget)."""
-  plain = [i for i, a in enumerate(arms) if not manipulates_quality(a['recipe'])]
-  key = _recipe_key(arm['recipe'], QUALITY_KEYS)
-  same = [i for i in plain if _recipe_key(arms[i]['recipe'], QUALITY_KEYS) == key]
+  plain = [i for i, a in enumerate(arms) if not manipulates_quality(a.recipe)]
+  key = _recipe_key(arm.recipe, QUALITY_KEYS)
+  same = [i for i in plain if _recipe_key(arms[i].recipe, QUALITY_KEYS) == key]
   return (same or plain or [None])[0]
 
 
-def quality_sensitivity(arms: Sequence[dict]) -> dict[str, Any]:
+def quality_sensitivity(arms: Sequence[Arm]) -> dict[str, Any]:
   """Per quality arm and task: score minus its unfiltered reference's."""
   out: dict[str, Any] = {'status': 'computed', 'arms': {}}
   for arm in arms:
-    if not manipulates_quality(arm['recipe']):
+    if not manipulates_quality(arm.recipe):
       continue
     ref = quality_reference(arms, arm)
     if ref is None:
       return {'status': 'no unfiltered arm (every recipe filters, degrades or adds '
                         'sources)'}
     reference = arms[ref]
-    per_task = {t: _compare([r, reference['tasks'].get(t, {})], [1.0, -1.0],
-                            r['main_metric']) for t, r in arm['tasks'].items()}
-    out['arms'][arm['arm']] = {
-        'reference': reference['arm'],
-        'same_recipe_otherwise': (_recipe_key(reference['recipe'], QUALITY_KEYS)
-                                  == _recipe_key(arm['recipe'], QUALITY_KEYS)),
-        'quality': list(arm['recipe'].get('quality') or ()),
-        'degrade': {k: v for k, v in (arm['recipe'].get('degrade') or {}).items() if v},
+    per_task = {t: _compare([r, reference.tasks.get(t)], [1.0, -1.0],
+                            r.main_metric) for t, r in arm.tasks.items()}
+    out['arms'][arm.arm] = {
+        'reference': reference.arm,
+        'same_recipe_otherwise': (_recipe_key(reference.recipe, QUALITY_KEYS)
+                                  == _recipe_key(arm.recipe, QUALITY_KEYS)),
+        'quality': list(arm.recipe.get('quality') or ()),
+        'degrade': {k: v for k, v in (arm.recipe.get('degrade') or {}).items() if v},
         'tasks': {t: e for t, e in per_task.items() if e}}
   return out
 
 
-def loss_correlations(arms: Sequence[dict]) -> dict[str, dict]:
+def pooled_loss(arm: Arm) -> float | None:
+  """The arm's held-out loss pooled over domains (None if not measured)."""
+  pooled = arm.pooled()
+  return None if pooled is None else pooled.loss
+
+
+def loss_correlations(arms: Sequence[Arm]) -> dict[str, dict]:
   """Per task: stats.correlation over arms of pooled held-out loss and mean score."""
   out = {}
   for task in task_names(arms):
-    pairs = [(a['heldout']['all']['loss'], a['tasks'][task]['mean']) for a in arms
-             if task in a['tasks'] and stats.finite(a['tasks'][task].get('mean'))
-             and stats.finite(a['heldout'].get('all', {}).get('loss'))]
+    pairs = [(pooled_loss(a), a.tasks[task].mean) for a in arms
+             if task in a.tasks and stats.finite(a.tasks[task].mean)
+             and stats.finite(pooled_loss(a))]
     loss, score = (np.array(v, np.float64) for v in zip(*pairs)) if pairs else ([], [])
     out[task] = stats.correlation(loss, score) | {
-        'main_metric': task_meta(arms, task)['main_metric']}
+        'main_metric': task_meta(arms, task).main_metric}
   return out
 
 
@@ -275,24 +290,23 @@ def rank_by_data_need(size: dict[str, dict]) -> list[dict]:
   return rows
 
 
-def repetition(arms: Sequence[dict], group: Sequence[int]) -> dict[str, Any]:
+def repetition(arms: Sequence[Arm], group: Sequence[int]) -> dict[str, Any]:
   """Arms that repeat their data more than the arm with the most unique tokens,
   but at most MUENNIGHOFF_MAX_REPEATS epochs, compared with that arm."""
-  ref = max(group, key=lambda i: arms[i]['unique_tokens'])
-  ref_epochs = arms[ref].get('epochs') or 0
+  ref = max(group, key=lambda i: arms[i].unique_tokens)
+  ref_epochs = arms[ref].epochs or 0
   if not 0 < ref_epochs <= MUENNIGHOFF_MAX_REPEATS:
-    return {'status': f'the arm with the most unique data, {arms[ref]["arm"]}, '
+    return {'status': f'the arm with the most unique data, {arms[ref].arm}, '
                       f'does not train for 0-{MUENNIGHOFF_MAX_REPEATS:g} epochs'}
   compared = {}
   for i in group:
-    epochs = arms[i].get('epochs') or 0
+    epochs = arms[i].epochs or 0
     if i == ref or not ref_epochs < epochs <= MUENNIGHOFF_MAX_REPEATS:
       continue
-    loss, ref_loss = (a['heldout'].get('all', {}).get('loss')
-                      for a in (arms[i], arms[ref]))
-    tasks = {t: _compare([r, arms[ref]['tasks'].get(t, {})], [1.0, -1.0],
-                         r['main_metric']) for t, r in arms[i]['tasks'].items()}
-    compared[arms[i]['arm']] = {
+    loss, ref_loss = pooled_loss(arms[i]), pooled_loss(arms[ref])
+    tasks = {t: _compare([r, arms[ref].tasks.get(t)], [1.0, -1.0],
+                         r.main_metric) for t, r in arms[i].tasks.items()}
+    compared[arms[i].arm] = {
         'epochs': epochs,
         'loss_change': (loss - ref_loss) / ref_loss
                        if stats.finite(loss) and stats.finite(ref_loss) else None,
@@ -300,8 +314,8 @@ def repetition(arms: Sequence[dict], group: Sequence[int]) -> dict[str, Any]:
   if not compared:
     return {'status': f'no arm trains for {ref_epochs:.3g}-'
                       f'{MUENNIGHOFF_MAX_REPEATS:g} epochs',
-            'reference': arms[ref]['arm']}
-  return {'status': 'computed', 'reference': arms[ref]['arm'],
+            'reference': arms[ref].arm}
+  return {'status': 'computed', 'reference': arms[ref].arm,
           'reference_epochs': ref_epochs, 'arms': compared}
 
 
@@ -344,7 +358,7 @@ def _verdict(improves: Sequence[bool | None], *, expect_change: bool = True) -> 
   return 'partly agrees' if better else 'inconclusive (no significant effect)'
 
 
-def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> list[dict]:
+def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> list[dict]:
   """Our results next to the published findings, where they apply."""
   out = []
 
@@ -356,7 +370,7 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
   size = analysis.get('size_sensitivity') or {}
   computed = {t: e for t, e in size.items() if e.get('status') == 'computed'}
   if computed:
-    words = [arms[i]['unique_tokens'] / TOKENS_PER_WORD for i in group]
+    words = [arms[i].unique_tokens / TOKENS_PER_WORD for i in group]
     add('minibertas', _verdict([e['improves'] for e in computed.values()]),
         [{'task': t, 'effect': e} for t, e in computed.items()],
         words_range=[min(words), max(words)],
@@ -373,7 +387,7 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
               if q['quality'] and not q['degrade']
               for t, e in q['tasks'].items()]
   if filtered:
-    seen = {a['arm']: a.get('tokens_seen') for a in arms}
+    seen = {a.arm: a.tokens_seen for a in arms}
     add('cramming', _verdict([x['effect']['improves'] for x in filtered]), filtered,
         equal_compute=all(seen[x['arm']] == seen[x['reference']] for x in filtered))
   rep = analysis.get('repetition') or {}
@@ -390,20 +404,20 @@ def literature(analysis: dict, arms: Sequence[dict], group: Sequence[int]) -> li
 
 # ------------------------------------------------------------------ learning
 
-def learning_check(arm: dict) -> dict[str, Any] | None:
+def learning_check(arm: Arm) -> dict[str, Any] | None:
   """Has the arm learned beyond count-model references? None without them.
 
   Reads the pooled held-out metrics at [MASK] and other positions and the
   references computed on the same predictions (`study/baselines.py`).
   """
-  heldout = (arm.get('heldout') or {}).get(POOLED) or {}
-  refs = (arm.get('mlm_baselines') or {}).get(POOLED) or {}
-  mask, other, total = (refs.get(k) or {} for k in ('mask', 'other', 'all'))
-  if not (stats.finite(heldout.get('loss_mask')) and stats.finite(mask.get('unigram_loss'))
-          and stats.finite(heldout.get('accuracy')) and stats.finite(total.get('freq_copy_accuracy'))):
+  heldout = arm.pooled() or records.HeldoutMetrics(predictions=0)
+  none = records.CountReferences(predictions=0)
+  mask, total = (arm.references(k) or none for k in ('mask', 'all'))
+  if not (stats.finite(heldout.loss_mask) and stats.finite(mask.unigram_loss)
+          and stats.finite(heldout.accuracy) and stats.finite(total.freq_copy_accuracy)):
     return None
-  margin = mask['unigram_loss'] - heldout['loss_mask']
-  beats_copy = heldout['accuracy'] > total['freq_copy_accuracy']
+  margin = mask.unigram_loss - heldout.loss_mask
+  beats_copy = heldout.accuracy > total.freq_copy_accuracy
   reasons = []
   if margin < LEARN_MARGIN_NATS:
     where = (f'only {margin:.2f} nats below' if margin >= 0
@@ -411,18 +425,21 @@ def learning_check(arm: dict) -> dict[str, Any] | None:
     reasons.append(f'loss at [MASK] {where} the unigram '
                    f'(needs {LEARN_MARGIN_NATS:g} below)')
   if not beats_copy:
-    reasons.append(f'accuracy {heldout["accuracy"]:.3f} not above the frequency+copy '
-                   f'baseline {total["freq_copy_accuracy"]:.3f}')
+    reasons.append(f'accuracy {heldout.accuracy:.3f} not above the frequency+copy '
+                   f'baseline {total.freq_copy_accuracy:.3f}')
+  bigram = math.nan if mask.bigram_loss is None else mask.bigram_loss
   return {'learned': not reasons, 'reasons': reasons,
           'margin_below_unigram_mask': margin,
-          'bigram_margin_mask': mask.get('bigram_loss', math.nan) - heldout['loss_mask'],
-          'model': {'mask': {'loss': heldout['loss_mask'],
-                             'accuracy': heldout.get('accuracy_mask')},
-                    'other': {'loss': heldout.get('loss_other'),
-                              'accuracy': heldout.get('accuracy_other')},
-                    'all': {'loss': heldout.get('loss'),
-                            'accuracy': heldout['accuracy']}},
-          'baselines': {'mask': mask, 'other': other, 'all': total}}
+          'bigram_margin_mask': bigram - heldout.loss_mask,
+          'model': {'mask': {'loss': heldout.loss_mask,
+                             'accuracy': heldout.accuracy_mask},
+                    'other': {'loss': heldout.loss_other,
+                              'accuracy': heldout.accuracy_other},
+                    'all': {'loss': heldout.loss,
+                            'accuracy': heldout.accuracy}},
+          # As the record's JSON holds them ({} where absent).
+          'baselines': {k: refs.to_dict() if (refs := arm.references(k)) else {}
+                        for k in ('mask', 'other', 'all')}}
 
 
 # -------------------------------------------------------- paired comparisons
@@ -467,7 +484,7 @@ def _family(scored: dict, key_a, key_b, tasks: Sequence[str] | None = None) -> d
 CONTROLS = '__controls__'
 
 
-def pretrained_vs_random(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
+def pretrained_vs_random(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
   """Per arm: pretrained minus random init, by probe and by fine-tuning.
 
   Paired on test items (`paired.compare`), Holm across tasks per arm and
@@ -476,7 +493,7 @@ def pretrained_vs_random(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
   """
   out = {}
   for arm in arms:
-    name = arm['arm']
+    name = arm.arm
     entry: dict[str, Any] = {}
     for evaluation, control in RANDOM_CONTROL.items():
       entry[evaluation] = _family(scored, (name, evaluation), (CONTROLS, control))
@@ -501,31 +518,30 @@ def pretrained_vs_random(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
   return out
 
 
-def reference_arm(arms: Sequence[dict]) -> dict | None:
+def reference_arm(arms: Sequence[Arm]) -> Arm | None:
   """The arm others are compared with: unmanipulated, most domains, most data."""
-  plain = [a for a in arms if not manipulates_quality(a['recipe'])] or list(arms)
+  plain = [a for a in arms if not manipulates_quality(a.recipe)] or list(arms)
   if not plain:
     return None
-  return max(plain, key=lambda a: (len(a['recipe'].get('domains') or ()),
-                                   a.get('unique_tokens') or 0))
+  return max(plain, key=lambda a: (len(_domains(a)), a.unique_tokens or 0))
 
 
-def arm_pairs(arms: Sequence[dict], scored: dict) -> dict[str, Any]:
+def arm_pairs(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
   """Every pair of arms, by probe and by fine-tuning, on the same test items.
 
   Each (pair, evaluation) is a family over tasks, Holm-corrected; every
   comparison carries its minimum detectable effect.
   """
-  names = [a['arm'] for a in arms]
+  names = [a.arm for a in arms]
   ref = reference_arm(arms)
   pairs = {}
   for i, a in enumerate(names):
     for b in names[i + 1:]:
-      first, second = (b, a) if a == (ref or {}).get('arm') else (a, b)
+      first, second = (b, a) if ref and a == ref.arm else (a, b)
       entry = {ev: _family(scored, (first, ev), (second, ev)) for ev in RANDOM_CONTROL}
       if any(entry.values()):
         pairs[f'{first} - {second}'] = {'a': first, 'b': second, **entry}
-  return {'reference': ref['arm'] if ref else None, 'pairs': pairs}
+  return {'reference': ref.arm if ref else None, 'pairs': pairs}
 
 
 def item_uncertainty(scored: dict) -> dict[str, dict]:
@@ -541,7 +557,7 @@ def item_uncertainty(scored: dict) -> dict[str, dict]:
 
 # ------------------------------------------------------------------ analyze
 
-def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
+def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
   """Every analysis that applies to what the arms vary.
 
   `items` (optional, `report.load_items`): per task {'items': paired.TaskItems,
@@ -550,26 +566,25 @@ def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
   """
   varies = varied_factors(arms)
   out: dict[str, Any] = {'varies': varies}
-  learning = {a['arm']: learning_check(a) for a in arms}
+  learning = {a.arm: learning_check(a) for a in arms}
   out['learning'] = {'margin_nats': LEARN_MARGIN_NATS,
                      'arms': {k: v for k, v in learning.items() if v is not None}}
   held_back = [k for k, v in learning.items() if v is not None and not v['learned']]
   out['held_back_arms'] = held_back
-  claim_arms = [a for a in arms if a['arm'] not in held_back]
+  claim_arms = [a for a in arms if a.arm not in held_back]
   group = size_group(arms) if varies['size'] else []
   if group:
-    sized = [arms[i] for i in group
-             if stats.finite(arms[i]['heldout'].get('all', {}).get('loss'))]
-    out['size_arms'] = [arms[i]['arm'] for i in group]
-    out['loss_scaling'] = stats.loss_scaling([a['unique_tokens'] for a in sized],
-                                       [a['heldout']['all']['loss'] for a in sized])
+    sized = [arms[i] for i in group if stats.finite(pooled_loss(arms[i]))]
+    out['size_arms'] = [arms[i].arm for i in group]
+    out['loss_scaling'] = stats.loss_scaling([a.unique_tokens for a in sized],
+                                             [pooled_loss(a) for a in sized])
   claim_group = size_group(claim_arms) if varies['size'] else []
   if group:
     out['size_sensitivity'] = size_sensitivity(claim_arms, claim_group) if claim_group else {}
     out['ranking'] = rank_by_data_need(out['size_sensitivity'])
     out['repetition'] = (repetition(claim_arms, claim_group) if claim_group else
                          {'status': 'fewer than two sizes among arms that learned'})
-    probe_arms = [dict(a, tasks=a.get('probes') or {}) for a in claim_arms]
+    probe_arms = [dataclasses.replace(a, tasks=a.probes) for a in claim_arms]
     if claim_group and task_names(probe_arms):
       out['probe_size_sensitivity'] = size_sensitivity(probe_arms, claim_group)
   if varies['domain']:
@@ -584,10 +599,10 @@ def analyze(arms: Sequence[dict], items: dict | None = None) -> dict[str, Any]:
     out['pretrained_vs_random'] = pretrained_vs_random(arms, scored)
     ref = reference_arm(arms)
     wins = out['pretrained_vs_random']
-    if ref and ref['arm'] in wins:
+    if ref and ref.arm in wins:
       out['beats_random_init'] = {
-          'reference_arm': ref['arm'], **wins[ref['arm']]['beats_random_init'],
-          'learned': ref['arm'] not in held_back,
+          'reference_arm': ref.arm, **wins[ref.arm]['beats_random_init'],
+          'learned': ref.arm not in held_back,
           'by_arm': {a: {k: w['beats_random_init'][k] for k in ('count', 'of')}
                      for a, w in wins.items()}}
     if len(arms) > 1:

@@ -16,9 +16,63 @@ CONTROL_NAMES = ('random_init', 'random_init_probe', 'lexical', 'baseline')
 INIT_OF = {'tasks': 'pretrained', 'probes': 'probe', 'random_init': 'random',
            'random_init_probe': 'random_probe', 'lexical': 'lexical',
            'baseline': 'baseline'}
+# The keys every arm handed to the report must have; the others default.
+REQUIRED_ARM_KEYS = ('arm', 'recipe', 'unique_tokens', 'heldout', 'tasks')
+POOLED = 'all'  # the held-out set pooled over domains
 
 
-@dataclasses.dataclass
+def _set_fields(obj) -> dict:
+  """A flat record's fields without the unset (None) ones (older runs lack
+  them), in sorted order as arm_result.json holds them, so what the report
+  copies into results.json keeps its bytes."""
+  return {k: v for k, v in sorted(dataclasses.asdict(obj).items()) if v is not None}
+
+
+@dataclasses.dataclass(kw_only=True)
+class HeldoutMetrics:
+  """Held-out MLM metrics of one set (train/metrics.reduce_sums).
+
+  `_mask`: at positions whose input is [MASK]; `_other`: random or kept
+  tokens. Loss and accuracy are unset when the set has no prediction; the
+  split metrics are unset in runs before they were measured.
+  """
+  predictions: float
+  loss: float | None = None
+  accuracy: float | None = None
+  loss_mask: float | None = None
+  accuracy_mask: float | None = None
+  predictions_mask: float | None = None
+  loss_other: float | None = None
+  accuracy_other: float | None = None
+  predictions_other: float | None = None
+
+  to_dict = _set_fields
+
+  @classmethod
+  def from_dict(cls, d: dict) -> 'HeldoutMetrics':
+    return cls(**d)
+
+
+@dataclasses.dataclass(kw_only=True)
+class CountReferences:
+  """Count-model references on the same predictions (study/baselines.summarise);
+  all but `predictions` are unset when there are none."""
+  predictions: int
+  unigram_loss: float | None = None
+  majority_accuracy: float | None = None
+  freq_copy_loss: float | None = None
+  freq_copy_accuracy: float | None = None
+  bigram_loss: float | None = None
+  bigram_accuracy: float | None = None
+
+  to_dict = _set_fields
+
+  @classmethod
+  def from_dict(cls, d: dict) -> 'CountReferences':
+    return cls(**d)
+
+
+@dataclasses.dataclass(kw_only=True)
 class TaskScore:
   """One task's main test metric for one encoder (or control), over seeds.
 
@@ -31,14 +85,16 @@ class TaskScore:
     files: the per-seed result files, relative to the arm's eval/<task>/.
     layers: probes only: {layer: mean/std/ci95 of the metric}.
     chosen_layers: probes only: the layer dev chose, per seed.
+  The study writes every field but the optional three; a hand-made score
+  (tests, a control without seeds) may hold only main_metric and mean.
   """
   main_metric: str
-  domain: str | None
-  kind: str | None
-  scores: list[float] | None
-  mean: float
-  std: float
-  ci95: list[float] | None
+  mean: float | None
+  domain: str | None = None
+  kind: str | None = None
+  scores: list[float] | None = None
+  std: float | None = None
+  ci95: list[float] | None = None
   files: list[str] | None = None
   layers: dict[str, Any] | None = None
   chosen_layers: list[Any] | None = None
@@ -52,15 +108,34 @@ class TaskScore:
     return cls(**d)
 
 
-def _scores_to_dict(scores: dict[str, TaskScore]) -> dict:
+Scores = dict[str, TaskScore]
+
+
+def scores_to_dict(scores: Scores) -> dict:
   return {name: score.to_dict() for name, score in scores.items()}
 
 
-def _scores_from_dict(d: dict) -> dict[str, TaskScore]:
-  return {name: TaskScore.from_dict(score) for name, score in d.items()}
+def scores_from_dict(d: dict | None) -> Scores:
+  return {name: TaskScore.from_dict(score) for name, score in (d or {}).items()}
 
 
-@dataclasses.dataclass
+def controls_from_dict(d: dict | None) -> dict[str, Scores]:
+  """{control name: {task: score}} from its JSON."""
+  return {name: scores_from_dict(c) for name, c in (d or {}).items()}
+
+
+def heldout_from_dict(d: dict | None) -> dict[str, HeldoutMetrics]:
+  """{set: metrics} from its JSON (or `PretrainResult.heldout`)."""
+  return {name: HeldoutMetrics.from_dict(h) for name, h in (d or {}).items()}
+
+
+def references_from_dict(d: dict | None) -> dict[str, dict[str, CountReferences]]:
+  """{set: {kind: references}} from its JSON (or `baselines.heldout_baselines`)."""
+  return {name: {kind: CountReferences.from_dict(r) for kind, r in refs.items()}
+          for name, refs in (d or {}).items()}
+
+
+@dataclasses.dataclass(kw_only=True)
 class ArmRecord:
   """What one arm of a study measured.
 
@@ -74,40 +149,57 @@ class ArmRecord:
     steps: optimizer steps.
     train_flops: analytic training FLOPs (train/flops.py).
     data_stats: the prepared data's stats (prepare.py) plus epochs, path.
-    heldout: {domain or 'all': held-out MLM loss/accuracy, also at [MASK]
-      and at other positions}.
-    mlm_baselines: the count-model references on the same predictions.
+    heldout: {domain or 'all': held-out MLM metrics}.
+    mlm_baselines: {domain or 'all': {'mask'|'other'|'all': count references}}.
     tasks: fine-tuned pretrained encoder per task.
     probes: linear probe of the pretrained encoder per task.
     controls: {control name: {task: score}}; the same for every arm.
+  The study sets every field; records made elsewhere (tests, older runs)
+  need only REQUIRED_ARM_KEYS.
   """
   arm: str
   recipe: dict[str, Any]
-  budget: int | None
+  budget: int | None = None
   unique_tokens: int
-  tokens_seen: int
-  epochs: float
-  steps: int
-  train_flops: float
-  data_stats: dict[str, Any]
-  heldout: dict[str, dict[str, Any]]
-  mlm_baselines: dict[str, Any]
-  tasks: dict[str, TaskScore] = dataclasses.field(default_factory=dict)
-  probes: dict[str, TaskScore] = dataclasses.field(default_factory=dict)
-  controls: dict[str, dict[str, TaskScore]] = dataclasses.field(default_factory=dict)
+  tokens_seen: int | None = None
+  epochs: float | None = None
+  steps: int | None = None
+  train_flops: float | None = None
+  data_stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+  heldout: dict[str, HeldoutMetrics]
+  mlm_baselines: dict[str, dict[str, CountReferences]] = dataclasses.field(
+      default_factory=dict)
+  tasks: Scores = dataclasses.field(default_factory=dict)
+  probes: Scores = dataclasses.field(default_factory=dict)
+  controls: dict[str, Scores] = dataclasses.field(default_factory=dict)
+
+  def pooled(self) -> HeldoutMetrics | None:
+    """Held-out metrics pooled over every domain."""
+    return self.heldout.get(POOLED)
+
+  def references(self, kind: str) -> CountReferences | None:
+    """The pooled count references at 'mask', 'other' or 'all' predictions."""
+    return self.mlm_baselines.get(POOLED, {}).get(kind)
 
   def to_dict(self) -> dict:
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-    d['tasks'] = _scores_to_dict(self.tasks)
-    d['probes'] = _scores_to_dict(self.probes)
-    d['controls'] = {name: _scores_to_dict(c) for name, c in self.controls.items()}
+    d['heldout'] = {name: h.to_dict() for name, h in self.heldout.items()}
+    d['mlm_baselines'] = {name: {kind: r.to_dict() for kind, r in refs.items()}
+                          for name, refs in self.mlm_baselines.items()}
+    d['tasks'] = scores_to_dict(self.tasks)
+    d['probes'] = scores_to_dict(self.probes)
+    d['controls'] = {name: scores_to_dict(c) for name, c in self.controls.items()}
     return d
 
   @classmethod
   def from_dict(cls, d: dict) -> 'ArmRecord':
-    fields = dict(d)
-    fields['tasks'] = _scores_from_dict(d.get('tasks', {}))
-    fields['probes'] = _scores_from_dict(d.get('probes', {}))
-    fields['controls'] = {name: _scores_from_dict(c)
-                          for name, c in d.get('controls', {}).items()}
+    """From arm_result.json or a results.json arm; keys it does not hold
+    (the report's `derived`, older runs' extras) are left out."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in d.items() if k in names}
+    fields['heldout'] = heldout_from_dict(d.get('heldout'))
+    fields['mlm_baselines'] = references_from_dict(d.get('mlm_baselines'))
+    fields['tasks'] = scores_from_dict(d.get('tasks'))
+    fields['probes'] = scores_from_dict(d.get('probes'))
+    fields['controls'] = controls_from_dict(d.get('controls'))
     return cls(**fields)

@@ -25,10 +25,10 @@ from lm_data.study import stats
 REPORT_DIR = 'report'
 RESULTS_FILE = 'results.json'
 REPORT_FILE = 'report.md'
-REQUIRED_ARM_KEYS = ('arm', 'recipe', 'unique_tokens', 'heldout', 'tasks')
+REQUIRED_ARM_KEYS = records.REQUIRED_ARM_KEYS
 DIGITS = 3
 ZERO_WIDTH = 1e-9   # an interval narrower than this is printed as exact
-POOLED = 'all'
+POOLED = records.POOLED
 MISSING = '–'
 COUNT_UNITS = ((1e9, 'B'), (1e6, 'M'), (1e3, 'k'))
 NOT_LEARNED = '†'
@@ -38,6 +38,8 @@ CONTROL_LABELS = (('random_init', 'random init (fine-tuned)'),
                   ('lexical', 'lexical (bag of words / tag per word)'),
                   ('baseline', 'majority / mean'))
 INIT_OF = records.INIT_OF
+Arm = records.ArmRecord
+Controls = dict[str, records.Scores]
 
 
 # ------------------------------------------------------------------- values
@@ -76,7 +78,7 @@ def _predictions(task_dir: utils.AnyPath, files: Sequence[str], key):
   return seeds
 
 
-def load_items(workdir: utils.AnyPath, arms: Sequence[dict], controls: dict) -> dict:
+def load_items(workdir: utils.AnyPath, arms: Sequence[Arm], controls: Controls) -> dict:
   """Per-item test predictions of every arm and control, for paired analyses.
 
   Reads `arms/<arm>/eval/<task>/items.json` and the result files named in the
@@ -86,8 +88,8 @@ def load_items(workdir: utils.AnyPath, arms: Sequence[dict], controls: dict) -> 
   out: dict[str, dict] = {}
   arms_dir = utils.path(workdir) / 'arms'
 
-  def add(task_dir, task, result, key):
-    files = result.get('files')
+  def add(task_dir, task, result: records.TaskScore, key):
+    files = result.files
     if not files:
       return
     items = out.get(task)
@@ -107,29 +109,29 @@ def load_items(workdir: utils.AnyPath, arms: Sequence[dict], controls: dict) -> 
           'seeds': seeds, 'deterministic': init in controls_lib.SINGLE_INITS}
 
   for arm in arms:
-    eval_dir = arms_dir / arm['arm'] / finetune_run.EVAL_SUBDIR
+    eval_dir = arms_dir / arm.arm / finetune_run.EVAL_SUBDIR
     for record_key in analysis.EVALUATIONS:
-      for task, result in (arm.get(record_key) or {}).items():
-        add(eval_dir / task, task, result, (arm['arm'], record_key))
+      for task, result in getattr(arm, record_key).items():
+        add(eval_dir / task, task, result, (arm.arm, record_key))
   for control, _ in CONTROL_LABELS:
     for task, result in (controls.get(control) or {}).items():
       for arm in arms:   # copied into every arm's eval dir; the first one found
-        task_dir = arms_dir / arm['arm'] / finetune_run.EVAL_SUBDIR / task
-        if (task_dir / (result.get('files') or ['-'])[0]).exists():
+        task_dir = arms_dir / arm.arm / finetune_run.EVAL_SUBDIR / task
+        if (task_dir / (result.files or ['-'])[0]).exists():
           add(task_dir, task, result, (analysis.CONTROLS, control))
           break
   return out
 
 
-def _derived(arm: dict, controls: dict) -> dict:
+def _derived(arm: Arm, controls: Controls) -> dict:
   random_init = controls.get('random_init') or {}
-  gains = {t: r['mean'] - random_init[t]['mean'] for t, r in arm['tasks'].items()
-           if r.get('mean') is not None
-           and (random_init.get(t) or {}).get('mean') is not None}
-  tokens = arm['unique_tokens']
+  gains = {t: r.mean - random_init[t].mean for t, r in arm.tasks.items()
+           if r.mean is not None
+           and t in random_init and random_init[t].mean is not None}
+  tokens = arm.unique_tokens
   return {'log10_unique_tokens': math.log10(tokens) if tokens > 0 else None,
           'words_estimate': tokens / analysis.TOKENS_PER_WORD,
-          'heldout_loss': ((arm['heldout'] or {}).get(POOLED) or {}).get('loss'),
+          'heldout_loss': analysis.pooled_loss(arm),
           'gain_over_random_init': gains}
 
 
@@ -155,13 +157,13 @@ def _ci(ci: Sequence[float] | None, signed: bool = False) -> str:
   return MISSING if not ci else f'[{_num(ci[0], signed)}, {_num(ci[1], signed)}]'
 
 
-def _score(result: dict | None) -> str:
+def _score(result: records.TaskScore | None) -> str:
   """mean ± std [95% t interval over seeds] (recomputed from the scores)."""
-  if not result or result.get('mean') is None:
+  if result is None or result.mean is None:
     return MISSING
-  interval = stats.seed_interval(result.get('scores') or [])
+  interval = stats.seed_interval(result.scores or [])
   if interval['n'] < 1:
-    interval = {'mean': result['mean'], 'std': result.get('std'), 'ci95': None, 'n': 0}
+    interval = {'mean': result.mean, 'std': result.std, 'ci95': None, 'n': 0}
   text = _num(interval['mean'])
   if interval['n'] > 1:
     text += f' ± {_num(interval["std"])} {_ci(interval["ci95"])}'
@@ -216,28 +218,29 @@ def _mark(name: str, held_back: Sequence[str]) -> str:
   return f'{name} {NOT_LEARNED}' if name in held_back else name
 
 
-def _arms_section(arms: Sequence[dict], held_back: Sequence[str] = ()) -> list[str]:
-  domains = list(dict.fromkeys(d for a in arms for d in a['heldout'] if d != POOLED))
+def _arms_section(arms: Sequence[Arm], held_back: Sequence[str] = ()) -> list[str]:
+  domains = list(dict.fromkeys(d for a in arms for d in a.heldout if d != POOLED))
   header = ['arm', 'domains', 'unique tokens', 'tokens seen', 'epochs',
             'train FLOPs', f'held-out loss: {POOLED}'] + domains
   rows = []
   for arm in arms:
-    loss = {d: (arm['heldout'].get(d) or {}).get('loss') for d in [POOLED] + domains}
-    flops = arm.get('train_flops')
-    rows.append([_mark(arm['arm'], held_back),
-                 ', '.join(arm['recipe'].get('domains') or ()) or MISSING,
-                 _count(arm['unique_tokens']), _count(arm.get('tokens_seen')),
-                 _num(arm.get('epochs')), MISSING if flops is None else f'{flops:.2e}']
+    loss = {d: arm.heldout[d].loss if d in arm.heldout else None
+            for d in [POOLED] + domains}
+    flops = arm.train_flops
+    rows.append([_mark(arm.arm, held_back),
+                 ', '.join(arm.recipe.get('domains') or ()) or MISSING,
+                 _count(arm.unique_tokens), _count(arm.tokens_seen),
+                 _num(arm.epochs), MISSING if flops is None else f'{flops:.2e}']
                 + [_num(loss[d]) for d in [POOLED] + domains])
   return ['## Arms', ''] + _table(header, rows) + ['']
 
 
-def _scores_section(arms: Sequence[dict], controls: dict,
+def _scores_section(arms: Sequence[Arm], controls: Controls,
                     held_back: Sequence[str] = ()) -> list[str]:
   tasks = analysis.task_names(arms) or analysis.task_names(arms, 'probes')
   if not tasks:
     return ['## Downstream scores', '', 'No task results.', '']
-  header = ['arm'] + [f'{t} ({analysis.task_meta(arms, t)["main_metric"]})'
+  header = ['arm'] + [f'{t} ({analysis.task_meta(arms, t).main_metric})'
                       for t in tasks]
   lines = ['## Downstream scores', '',
            'Test split, whole. Main metric per task: mean ± std [95% t interval] '
@@ -255,17 +258,17 @@ def _scores_section(arms: Sequence[dict], controls: dict,
       ('tasks', 'Fine-tuning', ('random_init', 'lexical', 'baseline')),
       ('probes', 'Linear probe (best layer on dev)',
        ('random_init_probe', 'lexical', 'baseline'))):
-    if not any(a.get(key) for a in arms):
+    if not any(getattr(a, key) for a in arms):
       continue
-    rows = [[_mark(a['arm'], held_back)] + [_score((a.get(key) or {}).get(t))
-                                           for t in tasks] for a in arms]
+    rows = [[_mark(a.arm, held_back)] + [_score(getattr(a, key).get(t))
+                                        for t in tasks] for a in arms]
     for kind, label in (c for c in CONTROL_LABELS if c[0] in shown):
       control = controls.get(kind) or {}
       if control:
         rows.append([f'*{label}*'] + [_score(control.get(t)) for t in tasks])
     lines += [f'### {title}', ''] + _table(header, rows) + ['']
-  probe_layers = [(a['arm'], t, r['layers']) for a in arms
-                  for t, r in sorted((a.get('probes') or {}).items()) if r.get('layers')]
+  probe_layers = [(a.arm, t, r.layers) for a in arms
+                  for t, r in sorted(a.probes.items()) if r.layers]
   if probe_layers:
     layers = list(dict.fromkeys(l for _, _, ls in probe_layers for l in ls))
     lines += ['### Probe accuracy per layer (test, l2 chosen on dev per layer)', '']
@@ -648,7 +651,9 @@ def _methods_section() -> list[str]:
 
 def render(results: dict) -> str:
   """report.md from the results.json content."""
-  arms, controls, result = results['arms'], results['controls'], results['analysis']
+  arms = [Arm.from_dict(a) for a in results['arms']]
+  controls = records.controls_from_dict(results['controls'])
+  result = results['analysis']
   plots_written = results['plots']
   held_back = result.get('held_back_arms') or []
   varied = [k for k, v in result['varies'].items() if v] or ['nothing']
@@ -672,16 +677,22 @@ def write_report(workdir: utils.AnyPath, config: Any, arms: list[dict],
                  controls: dict) -> dict:
   """Writes DIR/report/{results.json, report.md, *.png}; returns results.json.
 
-  Per-item predictions (for the paired comparisons) are read from the arms'
-  eval folders under `workdir`; they are not copied into results.json.
+  `arms` are the arm records' JSON (arm_result.json), `controls` their
+  {control: {task: score}}; both are parsed into `records` types once, here,
+  and go into results.json as given (plus each arm's `derived`). Per-item
+  predictions (for the paired comparisons) are read from the arms' eval
+  folders under `workdir`; they are not copied into results.json.
   """
   _check_arms(arms)
   controls = controls or {}
-  arms = [dict(arm, derived=_derived(arm, controls)) for arm in arms]
-  items = load_items(utils.path(workdir), arms, controls)
-  result = utils.json_safe(analysis.analyze(arms, items))
+  typed = [Arm.from_dict(arm) for arm in arms]
+  typed_controls = records.controls_from_dict(controls)
+  arms = [dict(arm, derived=_derived(record, typed_controls))
+          for arm, record in zip(arms, typed)]
+  items = load_items(utils.path(workdir), typed, typed_controls)
+  result = utils.json_safe(analysis.analyze(typed, items))
   out_dir = utils.path(workdir) / REPORT_DIR
-  plots_written = plots.write_plots(out_dir, arms, controls, result)
+  plots_written = plots.write_plots(out_dir, typed, typed_controls, result)
   results = utils.json_safe({'name': config.get('name', ''), 'arms': arms,
                         'controls': controls, 'analysis': result,
                         'plots': plots_written})

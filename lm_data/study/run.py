@@ -100,7 +100,8 @@ class Study:
     self.config = config
     self.workdir = workdir
     self.is_main = jax.process_index() == 0
-    self.cache = utils.path(config.cache_dir) if config.cache_dir else None
+    # The same layout under config.cache_dir as under the default cache root.
+    self.cache = prepare_lib.default_cache(config.cache_dir)
     self._held_out_fallback_logged: set[str] = set()
     self.domains = sorted({d for arm in config.arms for d in arm.data.domains})
     needs_texts = any(arm.data.decontaminate for arm in config.arms)
@@ -192,8 +193,10 @@ class Study:
     return records_lib.ArmRecord(
         arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
         tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
-        train_flops=result.train_flops, data_stats=data_stats, heldout=result.heldout,
-        mlm_baselines=self.mlm_baselines(prepared, held_out, eval_sets) if self.is_main else {})
+        train_flops=result.train_flops, data_stats=data_stats,
+        heldout=records_lib.heldout_from_dict(result.heldout),
+        mlm_baselines=records_lib.references_from_dict(
+            self.mlm_baselines(prepared, held_out, eval_sets) if self.is_main else {}))
 
   def held_out(self, arm: ml_collections.ConfigDict, prepared):
     """The held-out rows to evaluate on: for an arm streamed from `data.curated_dir`,

@@ -23,9 +23,9 @@ from lm_data.input_pipeline import masking
 from lm_data.models.bert import BertForMLM
 from lm_data.models.presets import make_config
 from lm_data.train import checkpoint, flops, metrics as metrics_lib, optimizer as optim
+from lm_data.train import parallel
 from lm_data.train import steps
 
-PARALLELISM = ('jit', 'pmap')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -175,19 +175,13 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     start = int(state.step)
     init_s = time.perf_counter() - began
 
+    strategy = parallel.make_strategy(tc.parallelism, model, tx, schedule, mesh,
+                                      accum_steps=tc.grad_accum_steps)
+    state = strategy.place_state(state)
+    # Held-out evaluation is jitted over the mesh in either mode.
+    eval_step = steps.make_eval_step(model, mesh)
     to_device = functools.partial(loader.global_batch_to_device,
                                   sharding=steps.batch_sharding(mesh))
-
-    if tc.parallelism == 'jit':
-      train_step = steps.make_jit_train_step(model, tx, schedule, mesh,
-                                             accum_steps=tc.grad_accum_steps)
-      put = to_device
-    else:
-      train_step = steps.make_pmap_train_step(model, tx, schedule,
-                                              accum_steps=tc.grad_accum_steps)
-      state = steps.replicate(jax.device_get(state))
-      put = steps.shard_for_pmap
-    eval_step = steps.make_eval_step(model, mesh)
 
     flops_per_step = flops.train_flops_per_step(
         model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,
@@ -205,9 +199,6 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     window = {}  # metric sums since the last logged step: a smoothed train loss
     tokens_per_step = tc.global_batch_size * cfg.seq_len
 
-    def host_state(s):
-      return jax.device_get(steps.unreplicate(s)) if tc.parallelism == 'pmap' else s
-
     def report(pending):
       """Fetches the metrics of `pending` [(step, metrics)] at once, checks, logs.
 
@@ -216,9 +207,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
       and before any checkpoint holding it is written (callers flush first).
       """
       fetched = jax.device_get([m for _, m in pending])
-      for (step, _), m in zip(pending, fetched):
-        if tc.parallelism == 'pmap':
-          m = steps.unreplicate(m)
+      for (step, _), m in zip(pending, map(strategy.one_copy, fetched)):
         if not bool(m['finite']):
           raise NonFiniteError(
               f'{arm_dir.name}: non-finite loss or gradient at step {step} '
@@ -243,7 +232,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     with _StopFlag() as stop:
       while step < tc.num_train_steps:
         batch = next(train_iter)
-        state, m = train_step(state, put(batch))
+        state, m = strategy.train_step(state, strategy.place_batch(batch))
         if step == start:
           jax.block_until_ready(m)
           _log_first_step(writer, label or arm_dir.name, step + 1, began, init_s)
@@ -256,8 +245,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         stopping = stop.should_stop()
         if last or stopping or step % tc.checkpoint_every == 0:
           report(pending)
-          checkpoint.save(manager, step, host_state(state), train_iter.get_state(),
-                          meta, force=last or stopping)
+          checkpoint.save(manager, step, strategy.host_state(state),
+                          train_iter.get_state(), meta, force=last or stopping)
         if stopping:
           logging.warning('SIGTERM: saved step %d of %s; exiting', step, arm_dir.name)
           break
@@ -267,7 +256,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     manager.close()
 
     finished = step >= tc.num_train_steps
-    heldout = evaluate(eval_step, host_state(state).params, eval_sets, to_device) \
+    heldout = evaluate(eval_step, strategy.host_state(state).params, eval_sets, to_device) \
         if finished else {}
     if heldout:
       writer.write(step, {f'heldout/{name}/{k}': v for name, r in heldout.items()
@@ -281,4 +270,4 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         'tokens_seen': tokens_per_step * step}, indent=1))
   return PretrainResult(step=step, start_step=start, finished=finished,
                         heldout=heldout, train_flops=flops_per_step * step,
-                        params=host_state(state).params)
+                        params=strategy.host_state(state).params)

@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import ml_collections
 import pytest
 
 from lm_data import errors
@@ -38,8 +37,9 @@ def test_evaluate_reads_checkpoints_of_a_workdir(tmp_path, monkeypatch):
                    load=lambda: base.TaskData(splits), description='')
   monkeypatch.setitem(tasks_lib.TASKS, task.name, task)
 
-  config = ml_collections.ConfigDict(dict(
-      checkpoint=str(tmp_path), tasks=[task.name], seeds=2, probe_seeds=1))
+  config = finetune_config.get_config()
+  config.update(dict(checkpoint=str(tmp_path), tasks=[task.name], seeds=2, probe_seeds=1,
+                     random_seeds=0, min_train_steps=0))
   summaries = run.evaluate(config, tmp_path)
   assert set(summaries) == {'small', 'large'}
   for arm in ('small', 'large'):

@@ -3,10 +3,10 @@
 import json
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import finetune as finetune_config
 from lm_data.finetune import run
 from lm_data.finetune import trainer
 from lm_data.finetune.tasks import base
@@ -16,7 +16,11 @@ from tests.finetune import test_trainer
 
 
 def _config(**overrides):
-  return run.settings(ml_collections.ConfigDict(overrides))
+  """configs/finetune.py's config for short test runs: no minimum of steps, as
+  many random-init seeds as `seeds`."""
+  config = finetune_config.get_config()
+  config.update({'random_seeds': 0, 'min_train_steps': 0, **overrides})
+  return config
 
 
 def test_find_checkpoints(tmp_path):
@@ -44,9 +48,9 @@ def test_task_recipe_overrides_and_max_len_cap():
                               't': {'learning_rate': 0.5}})
   recipe, limits = run.task_recipe(task, config, 32)
   assert recipe == base.FinetuneSettings(learning_rate=0.5, epochs=1, max_len=32)
-  assert limits == run.Limits(10, run.DEFAULTS['max_dev_examples'],
-                              run.DEFAULTS['max_test_examples'],
-                              run.DEFAULTS['min_train_steps'])
+  assert limits == run.Limits(10, config.max_dev_examples,
+                              config.max_test_examples,
+                              config.min_train_steps)
   _, limits = run.task_recipe(task, _config(overrides={'t': {'min_train_steps': 7,
                                                              'max_test_examples': 5}}), 32)
   assert (limits.min_steps, limits.test, limits.examples('test_x')) == (7, 5, 5)

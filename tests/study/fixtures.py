@@ -2,8 +2,19 @@
 
 import numpy as np
 
+from lm_data.study import records as records_lib
+
 HELDOUT_DOMAINS = ('legal', 'literature')
 SEEDS = 3
+
+
+def record(arm_: dict) -> records_lib.ArmRecord:
+  """An arm dict as analysis reads it (report.write_report parses them so)."""
+  return records_lib.ArmRecord.from_dict(arm_)
+
+
+def records(arms_: list[dict]) -> list[records_lib.ArmRecord]:
+  return [record(a) for a in arms_]
 
 
 def task_result(scores, metric='accuracy', domain=None):

@@ -140,7 +140,7 @@ def test_correlation_constant_and_few():
 
 def test_size_sensitivity_and_ranking():
   arms = fixtures.size_arms()
-  result = analysis.analyze(arms)
+  result = analysis.analyze(fixtures.records(arms))
   assert result['varies'] == {'size': True, 'domain': False, 'quality': False}
   trec, flat = result['size_sensitivity']['trec'], result['size_sensitivity']['flat']
   assert trec['ci95'][0] < 0.05 < trec['ci95'][1] and trec['improves']
@@ -151,7 +151,7 @@ def test_size_sensitivity_and_ranking():
 
 
 def test_domain_sensitivity():
-  result = analysis.analyze(fixtures.domain_arms())
+  result = analysis.analyze(fixtures.records(fixtures.domain_arms()))
   assert result['varies']['domain'] and not result['varies']['size']
   licences = result['domain_sensitivity']['licences']['in_domain']
   assert licences['in_domain_arm'] == 'legal'
@@ -173,7 +173,7 @@ def test_domain_inclusion_from_leave_one_out():
                    {'licences': licences([0.70, 0.71, 0.69])}),
       fixtures.arm('mix-legal', fixtures.recipe(both[1:]), 10**6, 3.9,
                    {'licences': licences([0.60, 0.61, 0.59])})]
-  inclusion = analysis.domain_sensitivity(arms)['licences']['inclusion']
+  inclusion = analysis.domain_sensitivity(fixtures.records(arms))['licences']['inclusion']
   assert (inclusion['with_arm'], inclusion['without_arm']) == ('mix', 'mix-legal')
   assert inclusion['estimate'] == pytest.approx(0.1) and inclusion['improves']
 
@@ -191,7 +191,7 @@ def quality_arms():
 
 
 def test_quality_sensitivity():
-  result = analysis.analyze(quality_arms())
+  result = analysis.analyze(fixtures.records(quality_arms()))
   quality = result['quality_sensitivity']
   assert {q['reference'] for q in quality['arms'].values()} == {'unfiltered'}
   heuristic = quality['arms']['heuristic']['tasks']['trec']
@@ -205,16 +205,16 @@ def test_quality_sensitivity():
 def test_quality_reference_prefers_same_recipe():
   small = fixtures.arm('small', fixtures.recipe(budget_fraction=0.25), 10**5, 4.5, {})
   arms = [small] + quality_arms()
-  assert analysis.quality_reference(arms, arms[2]) == 1      # 'unfiltered'
+  assert analysis.quality_reference(fixtures.records(arms), fixtures.record(arms[2])) == 1      # 'unfiltered'
   mismatched = [small] + quality_arms()[1:]
-  quality = analysis.quality_sensitivity(mismatched)['arms']['heuristic']
+  quality = analysis.quality_sensitivity(fixtures.records(mismatched))['arms']['heuristic']
   assert quality['reference'] == 'small' and not quality['same_recipe_otherwise']
 
 
 def test_repetition_compares_up_to_four_epochs():
   # size_3 has 1 epoch, size_2 4, size_1 16, size_0 64 (fixed compute).
   arms = fixtures.size_arms()
-  result = analysis.repetition(arms, [0, 1, 2, 3])
+  result = analysis.repetition(fixtures.records(arms), [0, 1, 2, 3])
   assert result['reference'] == 'size_3' and list(result['arms']) == ['size_2']
   size_2 = result['arms']['size_2']
   assert size_2['loss_change'] == pytest.approx(
@@ -234,15 +234,15 @@ def test_learning_check_and_held_back_arms():
   arms = fixtures.size_arms()
   fixtures.add_learning(arms, mask_loss=[6.8, 6.1, 5.9, 5.7], unigram=6.875,
                         accuracy=[0.10, 0.16, 0.17, 0.18], freq_copy_accuracy=0.132)
-  check = analysis.learning_check(arms[0])
+  check = analysis.learning_check(fixtures.record(arms[0]))
   assert not check['learned']
   assert check['margin_below_unigram_mask'] == pytest.approx(0.075)
   assert 'only 0.08 nats below the unigram' in check['reasons'][0]
   assert 'not above the frequency+copy baseline 0.132' in check['reasons'][1]
-  assert analysis.learning_check(arms[3])['learned']
+  assert analysis.learning_check(fixtures.record(arms[3]))['learned']
   # Margin 0.775 is enough; accuracy 0.16 > 0.132.
-  assert analysis.learning_check(arms[1])['learned']
-  result = analysis.analyze(arms)
+  assert analysis.learning_check(fixtures.record(arms[1]))['learned']
+  result = analysis.analyze(fixtures.records(arms))
   assert result['held_back_arms'] == ['size_0']
   assert result['learning']['margin_nats'] == analysis.LEARN_MARGIN_NATS
   # Slopes use the learned arms only (3 sizes x 3 seeds = 9 points).
@@ -250,14 +250,14 @@ def test_learning_check_and_held_back_arms():
   # Held-out loss scaling still uses every arm.
   assert result['loss_scaling']['trend']['n'] == 4
   old = fixtures.size_arms()                 # records without the new keys
-  assert analysis.learning_check(old[0]) is None
-  assert analysis.analyze(old)['held_back_arms'] == []
+  assert analysis.learning_check(fixtures.record(old[0])) is None
+  assert analysis.analyze(fixtures.records(old))['held_back_arms'] == []
 
 
 def test_pretrained_vs_random_and_arm_pairs_on_items():
   arms = fixtures.size_arms()
   items = fixtures.paired_items(arms)
-  result = analysis.analyze(arms, items)
+  result = analysis.analyze(fixtures.records(arms), items)
   vs = result['pretrained_vs_random']['size_3']
   # 'trec': pretrained probe 0.8 vs random probe ~0.5 on 400 items: clear win;
   # 'flat': no difference by either evaluation.

@@ -3,6 +3,8 @@
 import json
 import pathlib
 
+import pytest
+
 from lm_data.study import records
 from lm_data.study import report
 from lm_data.study import run
@@ -46,3 +48,28 @@ def test_task_scores_reads_a_finetuning_summary():
       'scores': [0.5, 0.7], 'mean': 0.6, 'std': 0.1414, 'ci95': [0.4, 0.8],
       'files': ['seed_0.json', 'seed_1.json']}
   assert run.task_scores(summary, 'probe') == {}
+
+
+def test_a_partial_record_reads_with_defaults_and_typed_metrics():
+  written = json.loads(REAL_RECORD.read_text())
+  partial = {k: written[k] for k in records.REQUIRED_ARM_KEYS}
+  record = records.ArmRecord.from_dict({**partial, 'derived': {'heldout_loss': 1.0}})
+  assert (record.budget, record.tokens_seen, record.probes, record.controls,
+          record.mlm_baselines) == (None, None, {}, {}, {})
+  assert record.references('mask') is None
+  pooled = written['heldout']['all']
+  assert record.pooled().loss == pooled['loss']
+  assert record.pooled().loss_mask == pooled['loss_mask']
+  assert record.pooled().to_dict() == pooled
+  full = records.ArmRecord.from_dict(written)
+  mask = written['mlm_baselines']['all']['mask']
+  assert full.references('mask').unigram_loss == mask['unigram_loss']
+  # In arm_result.json's (sorted) key order: results.json copies them.
+  assert list(full.references('mask').to_dict()) == sorted(mask)
+  assert list(full.pooled().to_dict()) == sorted(pooled)
+  # A set with no predictions has only the count (baselines.summarise, reduce_sums).
+  assert records.CountReferences.from_dict({'predictions': 0}).to_dict() == {'predictions': 0}
+  assert records.HeldoutMetrics.from_dict({'predictions': 0.0}).to_dict() == {'predictions': 0.0}
+  # Missing a required key is an error, not a silent default.
+  with pytest.raises(TypeError, match='unique_tokens'):
+    records.ArmRecord.from_dict({k: v for k, v in partial.items() if k != 'unique_tokens'})

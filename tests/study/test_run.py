@@ -1,6 +1,7 @@
 """Bad ablation configs fail before any work, with a message saying what to change."""
 
 import jax
+import ml_collections
 import pytest
 
 from configs import domain_ablation, quality_ablation, size_ablation
@@ -163,3 +164,22 @@ def test_curated_arm_evaluates_on_the_curated_held_out_split(tmp_path, caplog):
   assert sum('no held-out split for legal' in r.getMessage() for r in caplog.records) == 1
   no_stream = ml_collections.ConfigDict({'name': 'b', 'data': {'curated_dir': ''}})
   assert run.Study.held_out(study, no_stream, prepared) is prepared
+
+
+def test_finetune_config_variants_and_missing_fields(tmp_path):
+  smoke, tfds = finetune_config.get_config('smoke'), finetune_config.get_config('tfds')
+  assert smoke.tasks == finetune_config.SMOKE_TASKS and smoke.min_train_steps == 0
+  assert tfds.tasks == finetune_config.TFDS_TASKS and tfds.max_train_examples == 0
+  both = finetune_config.get_config('smoke,tfds')
+  assert both.tasks == finetune_config.TFDS_TASKS and both.seeds == 1
+  assert finetune_config.get_config('smoke=false').to_dict() == finetune_config.get_config().to_dict()
+  with pytest.raises(ValueError, match=r"^unknown config argument 'gpu'; known: smoke, tfds$"):
+    finetune_config.get_config('smoke,gpu')
+  # A hand-written config without the defaults' fields: one line naming them.
+  partial = ml_collections.ConfigDict({'checkpoint': str(tmp_path), 'seeds': 1})
+  with pytest.raises(errors.UserError, match=r'lacks arms, arm, step, tasks, random_seeds.*configs/finetune.py'):
+    checks.check_finetune_config(partial, tmp_path / 'out')
+  study = size_ablation.get_config('smoke')
+  del study.finetune['patience']
+  with pytest.raises(errors.UserError, match=r'lacks finetune.patience;'):
+    checks.check_study_config(study)
