@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from configs import finetune as finetune_config
+
 from lm_data import errors
 from lm_data.finetune import run
 from lm_data.finetune import tasks as tasks_lib
