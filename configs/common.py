@@ -115,7 +115,7 @@ def nine_arms(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   The evaluation thread is their bottleneck: at 1000 fine-tuning examples an
   arm's probes and fine-tuning took ~7 min beside the next arm's pretraining
-  and the domain ablation ~80 min (BUILD_NOTES.md, 'Session 5'). Each arm
+  and the domain ablation 1 h 07 min (BUILD_NOTES.md, 'Session 5'). Each arm
   trains 1200 steps (2.5M tokens) and fine-tunes on 500 training examples for
   >= 60 steps (4 epochs); test splits and seeds are unchanged.
   """
