@@ -47,6 +47,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config()
   c.name = 'size_ablation'
   fractions = FRACTIONS[::2] if a.smoke else FRACTIONS
+  # The CPU recipe (BUILD_NOTES.md, 'Session 6'): the sweep's 3000 steps, and
+  # fine-tuning in the low-resource regime where pretraining matters: 500
+  # training examples, >= 120 steps (8 epochs); test splits stay whole.
+  c.train.num_train_steps = 3000
+  c.finetune.max_train_examples = 500
+  c.finetune.min_train_steps = 120
   c.arms = [ml_collections.ConfigDict(dict(
       name=f'size_{num}-{den}',
       data=common.data_recipe(budget_fraction=num / den),
