@@ -33,8 +33,9 @@ class HeldoutMetrics:
   """Held-out MLM metrics of one set (train/metrics.reduce_sums).
 
   `_mask`: at positions whose input is [MASK]; `_other`: random or kept
-  tokens. Loss and accuracy are unset when the set has no prediction; the
-  split metrics are unset in runs before they were measured.
+  tokens. `loss_sd*`: the per-position SD of the loss. Loss and accuracy are
+  unset when the set has no prediction; the split metrics and the SDs are
+  unset in runs before they were measured.
   """
   predictions: float
   loss: float | None = None
@@ -45,6 +46,9 @@ class HeldoutMetrics:
   loss_other: float | None = None
   accuracy_other: float | None = None
   predictions_other: float | None = None
+  loss_sd: float | None = None
+  loss_sd_mask: float | None = None
+  loss_sd_other: float | None = None
 
   to_dict = _set_fields
 
