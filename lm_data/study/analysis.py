@@ -15,8 +15,15 @@ Methods (also stated in the report):
 * Learning check: an arm has learned language when its held-out loss at
   [MASK] positions is at least LEARN_MARGIN_NATS below the unigram
   cross-entropy of the same positions and its overall accuracy beats the
-  frequency-plus-copy baseline. Downstream claims (slopes, contrasts,
-  literature verdicts) use only arms that pass; the others are shown, marked.
+  frequency-plus-copy baseline; on the held-out rows of the arm's own domains
+  when it trains on a strict subset of the held-out domains, else on all rows
+  pooled. Downstream claims (slopes, contrasts, downstream literature
+  verdicts) use only arms that pass; the others are shown, marked.
+* Domain effects on held-out loss at [MASK] (every arm): single-domain arm
+  and leave-one-out arm minus the mixed reference arm on each domain's rows;
+  Welch interval from the per-position loss SDs, treating the two arms'
+  positions as independent samples (they are the same positions: see
+  `_loss_difference`).
 * Per-arm scores: mean over seeds with a Student-t interval (n - 1 df).
 * Power law L(D) = E + B * D^-beta, only with >= stats.MIN_FIT_DOF residual degrees
   of freedom (>= 5 arms); for a fixed beta the model is linear in (E, B), so
@@ -219,6 +226,81 @@ def domain_sensitivity(arms: Sequence[Arm]) -> dict[str, dict]:
   return out
 
 
+def _loss_difference(a: Arm, b: Arm, domain: str) -> dict | None:
+  """a - b of held-out loss at [MASK] on `domain`'s rows (None if unmeasured).
+
+  Both arms are scored on the same positions (the same raw held-out rows and
+  evaluation masks), but the records hold each arm's per-position mean and SD
+  only, not the paired differences. So the SE treats the two means as
+  independent samples: too wide when losses correlate across arms (hard tokens
+  are hard for both), too narrow as positions within a document are not
+  independent. Records from before the SD was stored get no interval.
+  """
+  ha, hb = a.heldout.get(domain), b.heldout.get(domain)
+  if ha is None or hb is None or not (stats.finite(ha.loss_mask)
+                                      and stats.finite(hb.loss_mask)):
+    return None
+  effect = stats.mean_difference(ha.loss_mask, ha.loss_sd_mask, ha.predictions_mask,
+                                 hb.loss_mask, hb.loss_sd_mask, hb.predictions_mask)
+  # Lower loss is better. 'lower' keeps the sign for records without an SE.
+  return effect | {'lower': effect['estimate'] < 0,
+                   'improves': (effect['estimate'] < 0) if effect['significant']
+                               else None}
+
+
+def domain_heldout_loss(arms: Sequence[Arm]) -> dict[str, Any]:
+  """Held-out loss at [MASK] per (arm, held-out domain), and the domain effects
+  on it against the reference (mixed) arm:
+
+  - in_domain: per domain d with a single-domain arm, that arm minus the
+    reference on d's rows (negative: in-domain text gives the lower loss);
+  - leave_out: per arm trained on the reference's domains but one, X, its loss
+    minus the reference's on X (positive: leaving X out costs X) and on each
+    other domain.
+  Uses every arm: held-out loss needs no learning gate.
+  """
+  domains = list(dict.fromkeys(d for a in arms for d in a.heldout_domains()))
+  table = {a.arm: {d: a.heldout[d].loss_mask for d in domains + [POOLED]
+                   if d in a.heldout} for a in arms}
+  out: dict[str, Any] = {'metric': 'held-out loss at [MASK] (nats)',
+                         'domains': domains, 'table': table}
+  best = {}
+  for d in domains + [POOLED]:
+    scored = [(v[d], name) for name, v in table.items() if stats.finite(v.get(d))]
+    if scored:
+      best[d] = min(scored)[1]
+  out['best_arm'] = best
+  ref = reference_arm(arms)
+  if ref is None or len(_domains(ref)) < 2:
+    return out | {'status': 'no mixed reference arm'}
+  in_domain = {}
+  for d, i in _single_domain_arms(arms).items():
+    effect = _loss_difference(arms[i], ref, d)
+    if effect is not None:
+      in_domain[d] = effect | {'arm': arms[i].arm, 'reference': ref.arm,
+                               'reference_has_domain': d in _domains(ref)}
+  full = set(_domains(ref))
+  leave_out = {}
+  for a in arms:
+    mine = set(_domains(a))
+    if manipulates_quality(a.recipe) or not (mine < full and len(full - mine) == 1):
+      continue
+    (left,) = full - mine
+    others = {d: e for d in domains if d != left
+              and (e := _loss_difference(a, ref, d)) is not None}
+    leave_out[a.arm] = {
+        'left_out': left, 'reference': ref.arm,
+        'on_left_out': _loss_difference(a, ref, left),
+        'on_others': others,
+        'largest_other_change': max((abs(e['estimate']) for e in others.values()),
+                                    default=None)}
+  se = any(e['se'] is not None for e in in_domain.values())
+  return out | {'status': 'computed', 'reference': ref.arm, 'in_domain': in_domain,
+                'leave_out': leave_out,
+                'se': ('per-position loss SDs of both arms (independent samples, '
+                       'Welch interval)') if se else None}
+
+
 def quality_reference(arms: Sequence[Arm], arm: Arm) -> int | None:
   """The unfiltered arm to compare `arm` with: no quality steps or degradation,
   preferably the same recipe otherwise (domains, budget)."""
@@ -328,6 +410,9 @@ LITERATURE = {
                    'around 10M-100M words while NLU keeps improving'),
     'dont_stop': ("Don't Stop Pretraining (Gururangan et al., 2020)",
                   'pretraining on in-domain text improves tasks of that domain'),
+    'dont_stop_loss': ("Don't Stop Pretraining (Gururangan et al., 2020)",
+                       'pretraining on in-domain text lowers the masked-LM loss '
+                       'on held-out text of that domain'),
     'cramming': ('Cramming (Geiping & Goldstein, 2023)',
                  'at fixed compute, filtered/deduplicated data beats the same '
                  'amount of unfiltered data'),
@@ -362,10 +447,10 @@ def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> lis
   """Our results next to the published findings, where they apply."""
   out = []
 
-  def add(key, verdict, evidence, **context):
+  def add(key, verdict, evidence, evidence_from='downstream scores', **context):
     paper, claim = LITERATURE[key]
     out.append({'key': key, 'paper': paper, 'claim': claim, 'verdict': verdict,
-                'evidence': evidence, **context})
+                'evidence': evidence, 'evidence_from': evidence_from, **context})
 
   size = analysis.get('size_sensitivity') or {}
   computed = {t: e for t, e in size.items() if e.get('status') == 'computed'}
@@ -381,6 +466,18 @@ def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> lis
                if 'estimate' in e.get('in_domain', {})]
   if in_domain:
     add('dont_stop', _verdict([x['effect']['improves'] for x in in_domain]), in_domain)
+  loss = analysis.get('domain_heldout_loss') or {}
+  compared = [{'domain': d, 'arm': e['arm'], 'effect': e}
+              for d, e in (loss.get('in_domain') or {}).items()]
+  if compared:
+    tested = all(x['effect']['significant'] is not None for x in compared)
+    # Records without per-position SDs (before session 6) have no interval:
+    # there the sign of each difference stands in for a test, and says so.
+    improves = [x['effect']['improves'] if tested else x['effect']['lower']
+                for x in compared]
+    add('dont_stop_loss', _verdict(improves), compared, evidence_from='held-out loss',
+        reference=loss['reference'], lower=sum(x['effect']['lower'] for x in compared),
+        of=len(compared), point_estimates=not tested)
   quality = analysis.get('quality_sensitivity') or {}
   filtered = [{'arm': name, 'reference': q['reference'], 'task': t, 'effect': e}
               for name, q in (quality.get('arms') or {}).items()
@@ -404,31 +501,59 @@ def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> lis
 
 # ------------------------------------------------------------------ learning
 
+def gate_domains(arm: Arm) -> list[str] | None:
+  """The held-out domains the learning gate reads for `arm`; None: pooled.
+
+  An arm trained on a strict subset of the held-out domains is judged on the
+  rows of its own domains (pooled over them): the other rows are text it was
+  never meant to model, which would hold a single-domain arm to an unfair
+  standard. Its own domains need per-domain count references, else pooled.
+  """
+  measured = arm.heldout_domains()
+  own = [d for d in _domains(arm) if d in measured]
+  if not own or set(own) == set(measured):
+    return None
+  if any(arm.references_over([d], 'mask') is None for d in own):
+    return None
+  return own
+
+
 def learning_check(arm: Arm) -> dict[str, Any] | None:
   """Has the arm learned beyond count-model references? None without them.
 
-  Reads the pooled held-out metrics at [MASK] and other positions and the
-  references computed on the same predictions (`study/baselines.py`).
+  Reads the held-out metrics at [MASK] and other positions and the references
+  computed on the same predictions (`study/baselines.py`), on the rows of
+  `gate_domains` (pooled over them by predictions, as the pooled set is
+  formed) or, when that is None, on the rows pooled over every domain.
   """
-  heldout = arm.pooled() or records.HeldoutMetrics(predictions=0)
+  own = gate_domains(arm)
   none = records.CountReferences(predictions=0)
-  mask, total = (arm.references(k) or none for k in ('mask', 'all'))
+  if own is None:
+    rows, heldout = 'pooled', arm.pooled()
+    refs = {k: arm.references(k) for k in ('mask', 'other', 'all')}
+  else:
+    rows, heldout = f'own domains: {", ".join(own)}', arm.heldout_over(own)
+    refs = {k: arm.references_over(own, k) for k in ('mask', 'other', 'all')}
+  heldout = heldout or records.HeldoutMetrics(predictions=0)
+  mask, total = (refs[k] or none for k in ('mask', 'all'))
   if not (stats.finite(heldout.loss_mask) and stats.finite(mask.unigram_loss)
           and stats.finite(heldout.accuracy) and stats.finite(total.freq_copy_accuracy)):
     return None
   margin = mask.unigram_loss - heldout.loss_mask
   beats_copy = heldout.accuracy > total.freq_copy_accuracy
+  on = 'the pooled rows' if own is None else f'the rows of its own domains ({", ".join(own)})'
   reasons = []
   if margin < LEARN_MARGIN_NATS:
     where = (f'only {margin:.2f} nats below' if margin >= 0
              else f'{-margin:.2f} nats above')
-    reasons.append(f'loss at [MASK] {where} the unigram '
+    reasons.append(f'loss at [MASK] {where} the unigram on {on} '
                    f'(needs {LEARN_MARGIN_NATS:g} below)')
   if not beats_copy:
     reasons.append(f'accuracy {heldout.accuracy:.3f} not above the frequency+copy '
-                   f'baseline {total.freq_copy_accuracy:.3f}')
+                   f'baseline {total.freq_copy_accuracy:.3f} on {on}')
   bigram = math.nan if mask.bigram_loss is None else mask.bigram_loss
   return {'learned': not reasons, 'reasons': reasons,
+          'rows': rows, 'row_domains': own or arm.heldout_domains(),
           'margin_below_unigram_mask': margin,
           'bigram_margin_mask': bigram - heldout.loss_mask,
           'model': {'mask': {'loss': heldout.loss_mask,
@@ -438,7 +563,7 @@ def learning_check(arm: Arm) -> dict[str, Any] | None:
                     'all': {'loss': heldout.loss,
                             'accuracy': heldout.accuracy}},
           # As the record's JSON holds them ({} where absent).
-          'baselines': {k: refs.to_dict() if (refs := arm.references(k)) else {}
+          'baselines': {k: r.to_dict() if (r := refs[k]) else {}
                         for k in ('mask', 'other', 'all')}}
 
 
@@ -589,6 +714,7 @@ def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
       out['probe_size_sensitivity'] = size_sensitivity(probe_arms, claim_group)
   if varies['domain']:
     out['domain_sensitivity'] = domain_sensitivity(claim_arms)
+    out['domain_heldout_loss'] = domain_heldout_loss(arms)   # every arm: no gate
   if varies['quality']:
     out['quality_sensitivity'] = quality_sensitivity(claim_arms)
   out['loss_correlation'] = loss_correlations(claim_arms)

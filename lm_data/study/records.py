@@ -5,7 +5,9 @@ JSON schema that `report`, `analysis` and `plots` read (and that older runs'
 files already hold), `from_dict` reads it back.
 """
 
+from collections.abc import Sequence
 import dataclasses
+import math
 from typing import Any
 
 # TaskScore fields written only when set (fine-tuning writes `files`; probes
@@ -33,8 +35,9 @@ class HeldoutMetrics:
   """Held-out MLM metrics of one set (train/metrics.reduce_sums).
 
   `_mask`: at positions whose input is [MASK]; `_other`: random or kept
-  tokens. Loss and accuracy are unset when the set has no prediction; the
-  split metrics are unset in runs before they were measured.
+  tokens. `loss_sd*`: the per-position SD of the loss. Loss and accuracy are
+  unset when the set has no prediction; the split metrics and the SDs are
+  unset in runs before they were measured.
   """
   predictions: float
   loss: float | None = None
@@ -45,6 +48,9 @@ class HeldoutMetrics:
   loss_other: float | None = None
   accuracy_other: float | None = None
   predictions_other: float | None = None
+  loss_sd: float | None = None
+  loss_sd_mask: float | None = None
+  loss_sd_other: float | None = None
 
   to_dict = _set_fields
 
@@ -124,6 +130,58 @@ def controls_from_dict(d: dict | None) -> dict[str, Scores]:
   return {name: scores_from_dict(c) for name, c in (d or {}).items()}
 
 
+def _weighted_mean(values: Sequence[float | None], weights: Sequence[float | None]
+                   ) -> float | None:
+  """Mean of `values` weighted by `weights` (prediction counts); None when a
+  set with predictions lacks the value, or there are no predictions."""
+  pairs = [(v, w) for v, w in zip(values, weights) if w]
+  if not pairs or any(v is None or w is None for v, w in pairs):
+    return None
+  total = sum(w for _, w in pairs)
+  return sum(v * w for v, w in pairs) / total
+
+
+def _pooled_sd(sds, means, counts, pooled_mean) -> float | None:
+  """SD of the union of sets from their SDs, means and counts (n - 1)."""
+  pairs = [(s, m, n) for s, m, n in zip(sds, means, counts) if n]
+  if not pairs or any(s is None or m is None for s, m, _ in pairs) or pooled_mean is None:
+    return None
+  total = sum(n for _, _, n in pairs)
+  if total <= 1:
+    return None
+  squares = sum((n - 1) * s * s + n * (m - pooled_mean) ** 2 for s, m, n in pairs)
+  return math.sqrt(squares / (total - 1))
+
+
+def pool_heldout(sets: Sequence[HeldoutMetrics]) -> HeldoutMetrics:
+  """Several sets' held-out metrics as one set, as trainer.evaluate forms the
+  pooled set ('all') from per-set sums: means weighted by their predictions
+  (at [MASK] by `predictions_mask`, at other positions by `predictions_other`)."""
+  fields = {}
+  for suffix in ('', '_mask', '_other'):
+    counts = [getattr(h, f'predictions{suffix}') for h in sets]
+    if any(n is None for n in counts):
+      continue   # a run before the split was measured
+    fields[f'predictions{suffix}'] = sum(counts)
+    for name in ('loss', 'accuracy'):
+      fields[f'{name}{suffix}'] = _weighted_mean(
+          [getattr(h, f'{name}{suffix}') for h in sets], counts)
+    fields[f'loss_sd{suffix}'] = _pooled_sd(
+        [getattr(h, f'loss_sd{suffix}') for h in sets],
+        [getattr(h, f'loss{suffix}') for h in sets], counts, fields[f'loss{suffix}'])
+  fields.setdefault('predictions', 0)
+  return HeldoutMetrics(**fields)
+
+
+def pool_references(sets: Sequence[CountReferences]) -> CountReferences:
+  """Several sets' count references (one kind) as one set, weighted by their
+  predictions, as baselines.heldout_baselines pools every set into 'all'."""
+  counts = [r.predictions for r in sets]
+  fields = {f.name: _weighted_mean([getattr(r, f.name) for r in sets], counts)
+            for f in dataclasses.fields(CountReferences) if f.name != 'predictions'}
+  return CountReferences(predictions=sum(counts), **fields)
+
+
 def heldout_from_dict(d: dict | None) -> dict[str, HeldoutMetrics]:
   """{set: metrics} from its JSON (or `PretrainResult.heldout`)."""
   return {name: HeldoutMetrics.from_dict(h) for name, h in (d or {}).items()}
@@ -180,6 +238,24 @@ class ArmRecord:
   def references(self, kind: str) -> CountReferences | None:
     """The pooled count references at 'mask', 'other' or 'all' predictions."""
     return self.mlm_baselines.get(POOLED, {}).get(kind)
+
+  def heldout_domains(self) -> list[str]:
+    """The held-out sets measured one by one (every key but the pooled one)."""
+    return [d for d in self.heldout if d != POOLED]
+
+  def heldout_over(self, domains: Sequence[str]) -> HeldoutMetrics | None:
+    """Held-out metrics pooled over `domains` (None if one was not measured)."""
+    if not domains or any(d not in self.heldout for d in domains):
+      return None
+    return pool_heldout([self.heldout[d] for d in domains])
+
+  def references_over(self, domains: Sequence[str], kind: str
+                      ) -> CountReferences | None:
+    """Count references at `kind` pooled over `domains` (None if one lacks them)."""
+    refs = [self.mlm_baselines.get(d, {}).get(kind) for d in domains]
+    if not refs or any(r is None for r in refs):
+      return None
+    return pool_references(refs)
 
   def to_dict(self) -> dict:
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -285,7 +285,7 @@ def _learning_section(result: dict, plots_written: dict) -> list[str]:
     return []
   margin = learning['margin_nats']
   lines = ['## Did the encoder learn?', '',
-           'Held-out MLM loss and accuracy (all domains pooled) next to count '
+           'Held-out MLM loss and accuracy next to count '
            'models scored on the same masked positions, estimated from the '
            'arm\'s own training tokens: *unigram* (word frequencies; at [MASK] '
            'this is also the frequency+copy model), *freq+copy* (frequencies, and '
@@ -294,12 +294,14 @@ def _learning_section(result: dict, plots_written: dict) -> list[str]:
            'positions whose input is [MASK] (the main pretraining metric); other = '
            'random or kept tokens. An arm has learned when its loss at [MASK] is '
            f'at least {margin:g} nats below the unigram and its overall accuracy '
-           'is above freq+copy.', '']
+           'is above freq+copy. *Rows*: an arm trained on only some of the held-out '
+           'domains is judged on the held-out rows of its own domains (pooled '
+           'over them), any other arm on all rows pooled.', '']
   rows = []
   for arm, c in checks.items():
     m, b = c['model'], c['baselines']
     rows.append([
-        arm, _num(m['mask']['loss']), _num(b['mask'].get('unigram_loss')),
+        arm, c.get('rows', POOLED), _num(m['mask']['loss']), _num(b['mask'].get('unigram_loss')),
         _num(c['margin_below_unigram_mask'], True), _num(b['mask'].get('bigram_loss')),
         _num(m['mask']['accuracy']), _num(b['mask'].get('bigram_accuracy')),
         _num(m['other']['loss']), _num(b['other'].get('freq_copy_loss')),
@@ -307,7 +309,7 @@ def _learning_section(result: dict, plots_written: dict) -> list[str]:
         _num(m['all']['accuracy']), _num(b['all'].get('freq_copy_accuracy')),
         _num(b['all'].get('majority_accuracy')),
         'yes' if c['learned'] else f'**no** {NOT_LEARNED}'])
-  lines += _table(['arm', 'loss [MASK]', 'unigram [MASK]', 'margin below unigram',
+  lines += _table(['arm', 'rows', 'loss [MASK]', 'unigram [MASK]', 'margin below unigram',
                    'bigram [MASK]', 'acc [MASK]', 'bigram acc [MASK]', 'loss other',
                    'freq+copy loss other', 'acc other', 'freq+copy acc other',
                    'acc all', 'freq+copy acc all', 'majority acc', 'learned'], rows)
@@ -492,8 +494,57 @@ def _size_section(result: dict, plots_written: dict) -> list[str]:
   return lines
 
 
+def _loss_cell(effect: dict | None) -> str:
+  """A held-out loss difference: Δ [95% CI], 'n.s.' when the interval holds 0."""
+  if not effect:
+    return MISSING
+  if effect['ci95'] is None:
+    return f'{_num(effect["estimate"], True)} (no SE)'
+  text = _rounded(effect['estimate'], effect['ci95'], signed=True)
+  return text if effect['significant'] else text + ' (n.s.)'
+
+
+def _domain_loss_lines(loss: dict) -> list[str]:
+  """The arm x held-out domain table of loss at [MASK] and its domain effects."""
+  domains, table = loss['domains'], loss['table']
+  if not domains:
+    return []
+  columns = domains + [POOLED]
+  lines = ['### Held-out loss at [MASK] per domain', '',
+           'Rows: pretraining arm (every arm; held-out loss needs no learning '
+           'gate); columns: held-out domain, the same rows and masks for every '
+           'arm. Bold: the lowest loss in the column.', '']
+  rows = []
+  for arm, losses in table.items():
+    cells = [_num(losses.get(d)) for d in columns]
+    rows.append([arm] + [f'**{c}**' if loss['best_arm'].get(d) == arm else c
+                         for c, d in zip(cells, columns)])
+  lines += _table(['arm'] + columns, rows) + ['']
+  if loss.get('status') != 'computed':
+    return lines + [f'No domain effect on held-out loss: {loss.get("status")}.', '']
+  ref = loss['reference']
+  interval = ('95% Welch interval from each arm\'s per-position loss SD, as if '
+              'the two arms\' positions were independent' if loss['se'] else
+              'no interval: this run stored no per-position loss SD')
+  lines.append(f'Differences from the reference arm {ref} on each domain\'s rows, '
+               f'in nats (negative: lower loss than {ref}; {interval}):')
+  lines.append('')
+  for d, e in loss['in_domain'].items():
+    lines.append(f'- in-domain, {d}: {e["arm"]} − {ref} = {_loss_cell(e)}')
+  for arm, e in loss['leave_out'].items():
+    others = ', '.join(f'{d} {_loss_cell(x)}' for d, x in e['on_others'].items())
+    lines.append(f'- without {e["left_out"]}: {arm} − {ref} on {e["left_out"]} = '
+                 f'{_loss_cell(e["on_left_out"])}; on the other domains: '
+                 f'{others or MISSING}')
+  return lines + ['']
+
+
 def _domain_section(result: dict, plots_written: dict) -> list[str]:
   lines = ['## Sensitivity to domain', '']
+  lines += _domain_loss_lines(result.get('domain_heldout_loss') or
+                              {'domains': [], 'table': {}})
+  if 'domain_heldout_loss' in result:
+    lines += ['### Domain-aligned tasks', '']
   domain = result['domain_sensitivity']
   if not domain:
     lines += ['No task is aligned with a pretraining domain.', '']
@@ -588,6 +639,19 @@ def _literature_text(item: dict) -> str:
   if item['key'] == 'dont_stop':
     return (f'{better} of {len(effects)} domain-aligned tasks gain significantly '
             f'from in-domain pretraining, {worse} lose.')
+  if item['key'] == 'dont_stop_loss':
+    ref = item['reference']
+    each = ', '.join(f'{x["domain"]} {_loss_cell(x["effect"])}' for x in item['evidence'])
+    text = 'on held-out text of its own domain, the single-domain arm\'s loss at [MASK] '
+    if item['point_estimates']:
+      each = ', '.join(f'{x["domain"]} {_num(x["effect"]["estimate"], True)}'
+                       for x in item['evidence'])
+      return text + (f'is below {ref}\'s for {item["lower"]} of {item["of"]} domains '
+                     f'(difference in nats, {each}; point estimates: this run stored '
+                     'no per-position loss SD, so no interval).')
+    return text + (f'is significantly below {ref}\'s for {better} of {len(effects)} '
+                   f'domains, significantly above for {worse} (difference in nats, '
+                   f'{each}).')
   if item['key'] == 'cramming':
     text = (f'{better} of {len(effects)} (filtered arm, task) pairs beat the '
             f'unfiltered arm significantly, {worse} are worse.')
@@ -605,9 +669,33 @@ def _literature_text(item: dict) -> str:
           'scores are significantly worse.')
 
 
+def _held_back_text(result: dict) -> str:
+  """Which arms the downstream verdicts leave out, and why (their gate)."""
+  learning = result.get('learning') or {}
+  checks = learning.get('arms') or {}
+  held_back = result['held_back_arms']
+  why = '; '.join(f'{a}: {" and ".join(checks.get(a, {}).get("reasons") or ["not learned"])}'
+                  for a in held_back)
+  items = result['literature']
+  downstream = [i for i in items if i.get('evidence_from') != 'held-out loss']
+  margin = learning.get('margin_nats', analysis.LEARN_MARGIN_NATS)
+  text = (f'Held back ({len(held_back)} of {len(checks)} arms; not learned beyond the '
+          f'count baselines, whose gate needs the loss at [MASK] at least {margin:g} nats below '
+          'the unigram of the same rows and accuracy above freq+copy): '
+          f'{why}. The downstream verdicts therefore exclude them')
+  text += '' if downstream else ', and without them no downstream finding can be compared'
+  if len(downstream) < len(items):
+    text += '; the verdict from held-out loss is drawn from every arm'
+  return text + '.'
+
+
 def _literature_section(result: dict) -> list[str]:
   lines = ['## Comparison with the literature', '']
+  if result.get('held_back_arms'):
+    lines += [_held_back_text(result), '']
   if not result['literature']:
+    if result.get('held_back_arms'):
+      return lines
     return lines + ['None of the compared findings applies to what these arms vary.', '']
   for item in result['literature']:
     lines.append(f'- **{item["paper"]}**: {item["claim"]}. Here: '
@@ -643,10 +731,18 @@ def _methods_section() -> list[str]:
           'intervals.',
           f'- Correlations: Fisher-z intervals, only with >= '
           f'{stats.MIN_CORRELATION_ARMS} arms.',
+          '- Domain effects on held-out loss at [MASK]: each arm minus the mixed '
+          'reference arm on one domain\'s held-out rows; 95% Welch interval from '
+          'the two arms\' per-position loss SDs, as if their positions were '
+          'independent (they are the same positions, which correlation would '
+          'make the interval too wide; positions within a document are not '
+          'independent, which makes it too narrow).',
           f'- Arms that have not learned (loss at [MASK] less than '
           f'{analysis.LEARN_MARGIN_NATS:g} nats below the unigram, or accuracy not '
-          'above frequency+copy) are left out of slopes, contrasts, correlations and '
-          'literature verdicts.', '']
+          'above frequency+copy, on the held-out rows of the arm\'s own domains when '
+          'it trains on some of them, else on all rows) are left out of slopes, '
+          'contrasts, correlations and downstream literature verdicts; the '
+          'held-out-loss comparisons use every arm.', '']
 
 
 def render(results: dict) -> str:

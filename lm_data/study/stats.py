@@ -109,6 +109,22 @@ def contrast(groups: Sequence[Sequence[float]],
   return _effect(estimate, float(np.sqrt(variance)), float(df))
 
 
+def mean_difference(mean_a: float, sd_a: float | None, n_a: float | None,
+                    mean_b: float, sd_b: float | None, n_b: float | None
+                    ) -> dict[str, Any]:
+  """mean_a - mean_b from two samples' means, SDs and sizes, with a Welch t
+  interval (no interval when an SD or a size below 2 is missing)."""
+  estimate = mean_a - mean_b
+  if not all(finite(v) for v in (sd_a, sd_b, n_a, n_b)) or min(n_a, n_b) < 2:
+    return _effect(estimate, None, None)
+  terms = (sd_a * sd_a / n_a, sd_b * sd_b / n_b)
+  variance = sum(terms)
+  if variance == 0:
+    return _effect(estimate, 0.0, None)
+  df = variance**2 / (terms[0]**2 / (n_a - 1) + terms[1]**2 / (n_b - 1))
+  return _effect(estimate, math.sqrt(variance), df)
+
+
 # ----------------------------------------------------------------- power law
 
 def power_law(tokens: np.ndarray, e: float, b: float, beta: float) -> np.ndarray:

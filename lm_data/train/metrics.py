@@ -1,6 +1,7 @@
 """JSON-lines metrics and a human progress line (rate, ETA), with no TensorFlow."""
 
 import json
+import math
 import time
 
 import tensorboardX
@@ -63,22 +64,34 @@ def reduce_sums(metrics: dict) -> dict:
   """(sum, count) pairs -> means: loss, accuracy; other scalars pass through.
 
   Sums with a split suffix ('_mask') give loss_mask, accuracy_mask and
-  predictions_mask, and their complement in the totals gives '_other'.
+  predictions_mask, and their complement in the totals gives '_other'. Sums of
+  squared losses (`loss_sq_sum`, held-out evaluation only) give the
+  per-position SD of the loss, `loss_sd` (n - 1 denominator).
   """
   out = {k: v for k, v in metrics.items()
          if '_sum' not in k and k != 'finite'}
   sums = {'': (metrics['loss_sum'], metrics['correct_sum'], metrics['weight_sum'])}
+  squares = {'': metrics.get('loss_sq_sum')}
   for suffix in SPLITS:
     if f'weight_sum{suffix}' in metrics:
       part = tuple(metrics[f'{k}_sum{suffix}'] for k in ('loss', 'correct', 'weight'))
       sums[suffix] = part
       sums['_other'] = tuple(float(t) - float(p) for t, p in zip(sums[''], part))
+      square = metrics.get(f'loss_sq_sum{suffix}')
+      squares[suffix] = square
+      if square is not None and squares[''] is not None:
+        squares['_other'] = float(squares['']) - float(square)
   for suffix, (loss, correct, weight) in sums.items():
     weight = float(weight)
     if weight > 0:
       out[f'loss{suffix}'] = float(loss) / weight
       out[f'accuracy{suffix}'] = float(correct) / weight
     out[f'predictions{suffix}'] = weight
+    square = squares.get(suffix)
+    if square is not None and weight > 1:
+      # Clipped at 0: float32 sums can leave a tiny negative for equal losses.
+      variance = max(float(square) - float(loss) ** 2 / weight, 0.0) / (weight - 1)
+      out[f'loss_sd{suffix}'] = math.sqrt(variance)
   return out
 
 

@@ -219,7 +219,8 @@ def make_eval_step(model: nn.Module, mesh, mask_id: int = masking.MASK_ID) -> Ca
   Besides the totals it sums separately where the input at the predicted
   position is [MASK] ('_mask': the main pretraining metric, the token must come
   from context); the rest (random or kept tokens, partly solvable by copying
-  what is visible) is reported as '_other' by `metrics.reduce_sums`.
+  what is visible) is reported as '_other' by `metrics.reduce_sums`, which
+  also turns the sums of squared losses into per-position SDs ('loss_sd').
   """
 
   def step(params, batch: Batch):
@@ -231,6 +232,8 @@ def make_eval_step(model: nn.Module, mesh, mask_id: int = masking.MASK_ID) -> Ca
     out = {}
     for suffix, w in (('', weights), ('_mask', weights * (seen == mask_id))):
       out[f'loss_sum{suffix}'] = (nll * w).sum()
+      # Second moment: the per-position spread gives held-out losses an SE.
+      out[f'loss_sq_sum{suffix}'] = (nll * nll * w).sum()
       out[f'correct_sum{suffix}'] = (correct * w).sum()
       out[f'weight_sum{suffix}'] = w.sum()
     return out

@@ -128,3 +128,64 @@ def paired_items(arms, n=400):
     items[t]['evals'][(controls, 'lexical')] = {
         'seeds': predictor(t, 0.75), 'deterministic': True}
   return items
+
+
+# A domain study whose held-out metrics and count references come from
+# per-position arrays through the study's own reductions (train.metrics
+# .reduce_sums, study.baselines.summarise), so tests can check the analysis
+# against numpy on the raw positions.
+LOSS_DOMAINS = ('legal', 'literature', 'religious')
+# [MASK] predictions per domain (unequal, so pooling weights matter); other
+# positions get a quarter as many.
+LOSS_PREDICTIONS = {'legal': 300, 'literature': 500, 'religious': 200}
+
+
+def _positions(rng, domain, loss_mask, unigram_mask):
+  n = LOSS_PREDICTIONS[domain]
+  m = n // 4
+  is_mask = np.r_[np.ones(n, bool), np.zeros(m, bool)]
+  model = {'loss': np.r_[rng.normal(loss_mask, 2.0, n), rng.normal(loss_mask - 3, 1.5, m)],
+           'hit': np.r_[rng.random(n) < 0.12, rng.random(m) < 0.5].astype(float)}
+  refs = {'unigram_loss': np.r_[rng.normal(unigram_mask, 2.0, n),
+                                rng.normal(unigram_mask, 2.0, m)],
+          'majority_hit': (rng.random(n + m) < 0.04).astype(float),
+          'freq_copy_hit': np.r_[rng.random(n) < 0.04, rng.random(m) < 0.3].astype(float),
+          'bigram_loss': rng.normal(4.0, 1.0, n + m),
+          'bigram_hit': (rng.random(n + m) < 0.2).astype(float),
+          'is_mask': is_mask}
+  refs['freq_copy_loss'] = np.where(is_mask, refs['unigram_loss'], 2.5)
+  return model, refs
+
+
+def _sums(model, is_mask):
+  out = {}
+  for suffix, sel in (('', np.ones_like(is_mask)), ('_mask', is_mask)):
+    loss = model['loss'][sel]
+    out.update({f'loss_sum{suffix}': loss.sum(), f'loss_sq_sum{suffix}': (loss**2).sum(),
+                f'correct_sum{suffix}': model['hit'][sel].sum(),
+                f'weight_sum{suffix}': float(sel.sum())})
+  return out
+
+
+def loss_arm(name, domains, loss_mask, unigram_mask, tasks=None, seed=0):
+  """An arm trained on `domains` whose [MASK] losses on each held-out domain
+  are N(loss_mask[d], 2) and its unigram's N(unigram_mask[d], 2).
+
+  Returns (the arm dict, {domain: (model arrays, reference arrays)}).
+  """
+  from lm_data.study import baselines
+  from lm_data.train import metrics
+  rng = np.random.default_rng(seed)
+  raw = {d: _positions(rng, d, loss_mask[d], unigram_mask[d]) for d in LOSS_DOMAINS}
+  sums = {d: _sums(model, refs['is_mask']) for d, (model, refs) in raw.items()}
+  heldout = {d: metrics.reduce_sums(s) for d, s in sums.items()}
+  heldout['all'] = metrics.reduce_sums({k: sum(s[k] for s in sums.values())
+                                        for k in sums['legal']})
+  mlm_baselines = {d: baselines.summarise(refs) for d, (_, refs) in raw.items()}
+  mlm_baselines['all'] = baselines.summarise(
+      {k: np.concatenate([refs[k] for _, refs in raw.values()])
+       for k in raw['legal'][1]})
+  arm_ = {'arm': name, 'recipe': recipe(domains=domains), 'unique_tokens': 744_000,
+          'tokens_seen': 2_460_000, 'epochs': 3.3, 'steps': 1200, 'heldout': heldout,
+          'mlm_baselines': mlm_baselines, 'tasks': tasks or {}}
+  return arm_, raw

@@ -133,4 +133,8 @@ def test_eval_step_splits_mask_positions_like_numpy():
   assert red['predictions_other'] == other.sum()
   np.testing.assert_allclose(red['loss_mask'], nll[is_mask].mean(), rtol=1e-5)
   np.testing.assert_allclose(red['loss_other'], nll[other].mean(), rtol=1e-5)
+  # Per-position SDs from the sums of squares (what gives held-out losses an SE).
+  np.testing.assert_allclose(red['loss_sd_mask'], nll[is_mask].std(ddof=1), rtol=1e-4)
+  np.testing.assert_allclose(red['loss_sd_other'], nll[other].std(ddof=1), rtol=1e-4)
+  np.testing.assert_allclose(red['loss_sd'], nll[w].std(ddof=1), rtol=1e-4)
   np.testing.assert_allclose(red['loss'], nll[w].mean(), rtol=1e-5)

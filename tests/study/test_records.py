@@ -73,3 +73,24 @@ def test_a_partial_record_reads_with_defaults_and_typed_metrics():
   # Missing a required key is an error, not a silent default.
   with pytest.raises(TypeError, match='unique_tokens'):
     records.ArmRecord.from_dict({k: v for k, v in partial.items() if k != 'unique_tokens'})
+
+
+def test_pooling_the_domains_of_a_real_record_gives_its_pooled_set():
+  """trainer.evaluate and baselines.heldout_baselines pool every domain into
+  'all'; records.heldout_over / references_over pool means the same way."""
+  record = records.ArmRecord.from_dict(json.loads(REAL_RECORD.read_text()))
+  domains = record.heldout_domains()
+  assert len(domains) > 1 and records.POOLED not in domains
+  pooled, stored = record.heldout_over(domains), record.pooled()
+  for key in ('loss', 'accuracy', 'loss_mask', 'accuracy_mask', 'predictions_mask',
+              'loss_other', 'accuracy_other', 'predictions_other', 'predictions'):
+    # rel 1e-6: the trainer summed in float32.
+    assert getattr(pooled, key) == pytest.approx(getattr(stored, key), rel=1e-6), key
+  assert pooled.loss_sd is None   # this run predates the per-position SD
+  for kind in ('mask', 'other', 'all'):
+    assert record.references_over(domains, kind).to_dict() == pytest.approx(
+        record.references(kind).to_dict(), rel=1e-9)
+  # A single domain is that domain's own metrics.
+  assert record.heldout_over(domains[:1]).loss_mask == pytest.approx(
+      record.heldout[domains[0]].loss_mask)
+  assert record.heldout_over(['no_such_domain']) is None

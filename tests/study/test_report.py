@@ -177,7 +177,7 @@ def test_report_learning_probes_pretrained_vs_random_and_pairs(tmp_path):
   results = report.write_report(tmp_path, {'name': 'size_ablation'}, arms, controls)
   md = _check_outputs(tmp_path, results, {'loss_vs_tokens', 'task_vs_tokens', 'learning'})
   assert '## Did the encoder learn?' in md
-  assert '| size_0 | 6.800 | 6.875 | +0.075 |' in md and '**no** †' in md
+  assert '| size_0 | pooled | 6.800 | 6.875 | +0.075 |' in md and '**no** †' in md
   assert '- size_0 has not learned clearly beyond the baselines' in md
   assert '| size_0 † | legal, literature |' in md
   analysis_ = results['analysis']

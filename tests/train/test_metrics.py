@@ -3,6 +3,7 @@
 import json
 import struct
 
+import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
@@ -21,6 +22,21 @@ def test_reduce_sums_splits_mask_and_other():
   assert out['accuracy_other'] == pytest.approx(3 / 2)
   assert out['predictions_other'] == 2
   assert out['grad_norm'] == 0.5 and 'finite' not in out
+  assert not any(k.startswith('loss_sd') for k in out)   # no squares: no SD
+
+
+def test_reduce_sums_gives_per_position_loss_sd_like_numpy():
+  losses = np.array([1.0, 2.5, 4.0, 0.5, 3.0, 6.0, 2.0])
+  is_mask = np.array([1, 1, 0, 1, 0, 1, 1], bool)
+  sums = {'loss_sum': losses.sum(), 'correct_sum': 0.0, 'weight_sum': losses.size,
+          'loss_sq_sum': (losses**2).sum(),
+          'loss_sum_mask': losses[is_mask].sum(), 'correct_sum_mask': 0.0,
+          'weight_sum_mask': is_mask.sum(), 'loss_sq_sum_mask': (losses[is_mask]**2).sum()}
+  out = metrics.reduce_sums(sums)
+  assert out['loss_sd'] == pytest.approx(losses.std(ddof=1))
+  assert out['loss_sd_mask'] == pytest.approx(losses[is_mask].std(ddof=1))
+  assert out['loss_sd_other'] == pytest.approx(losses[~is_mask].std(ddof=1))
+  assert 'loss_sq_sum' not in out
 
 
 def _read_events(folder):
