@@ -50,7 +50,13 @@ def train_flops_per_step(model_config, *, batch_size: int, seq_len: int,
 def measure_peak_flops(dtype=jnp.float32, size: int = PEAK_MATMUL_SIZE,
                        device=None) -> float:
   """Best-of-N FLOP/s of a square jitted matmul (f32 accumulation) on one device."""
-  device = device or jax.devices()[0]
+  # One device, outside any context mesh (the trainer measures under its mesh,
+  # which would refuse an argument placed on one device).
+  with jax.set_mesh(None):
+    return _measure_peak_flops(dtype, size, device or jax.devices()[0])
+
+
+def _measure_peak_flops(dtype, size: int, device) -> float:
   a = jax.device_put(jnp.ones((size, size), dtype), device)
   matmul = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
   matmul(a, a).block_until_ready()

@@ -28,3 +28,12 @@ def test_cpu_peak_keeps_the_best_measurement(tmp_path, monkeypatch):
   later, _ = flops.peak_flops_per_device(cache_dir=tmp_path, measure=measure)
   assert later == 5e9
   assert list(json.loads((tmp_path / 'peak_flops.json').read_text()).values()) == [5e9]
+
+
+def test_peak_measures_under_the_trainers_mesh():
+  """The trainer asks for the peak inside its data-parallel mesh context."""
+  import jax
+  import numpy as np
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  with jax.set_mesh(mesh):
+    assert flops.measure_peak_flops(size=64) > 0
