@@ -100,13 +100,19 @@ def contrast(groups: Sequence[Sequence[float]],
   estimate = sum(c * g.mean() for c, g in zip(coefficients, groups))
   if any(g.size < 2 for g in groups):
     return _effect(estimate, None, None)    # no within-group variance
-  terms = np.array([c * c * g.var(ddof=1) / g.size
-                    for c, g in zip(coefficients, groups)])
-  variance = terms.sum()
+  terms = [c * c * g.var(ddof=1) / g.size for c, g in zip(coefficients, groups)]
+  return _welch(estimate, terms, [g.size for g in groups])
+
+
+def _welch(estimate: float, terms: Sequence[float], sizes: Sequence[float]
+           ) -> dict[str, Any]:
+  """`_effect` with SE sqrt(sum terms) and Welch-Satterthwaite df; terms[j] is
+  the variance contributed by a sample of sizes[j] (>= 2)."""
+  variance = float(sum(terms))
   if variance == 0:
     return _effect(estimate, 0.0, None)
-  df = variance**2 / sum(t * t / (g.size - 1) for t, g in zip(terms, groups))
-  return _effect(estimate, float(np.sqrt(variance)), float(df))
+  df = variance**2 / sum(t * t / (n - 1) for t, n in zip(terms, sizes))
+  return _effect(estimate, math.sqrt(variance), float(df))
 
 
 def mean_difference(mean_a: float, sd_a: float | None, n_a: float | None,
@@ -117,12 +123,7 @@ def mean_difference(mean_a: float, sd_a: float | None, n_a: float | None,
   estimate = mean_a - mean_b
   if not all(finite(v) for v in (sd_a, sd_b, n_a, n_b)) or min(n_a, n_b) < 2:
     return _effect(estimate, None, None)
-  terms = (sd_a * sd_a / n_a, sd_b * sd_b / n_b)
-  variance = sum(terms)
-  if variance == 0:
-    return _effect(estimate, 0.0, None)
-  df = variance**2 / (terms[0]**2 / (n_a - 1) + terms[1]**2 / (n_b - 1))
-  return _effect(estimate, math.sqrt(variance), df)
+  return _welch(estimate, (sd_a * sd_a / n_a, sd_b * sd_b / n_b), (n_a, n_b))
 
 
 # ----------------------------------------------------------------- power law
