@@ -28,6 +28,7 @@ def test_gpu_peers_smoke_runs_ours_and_skips_missing_peers(tmp_path):
   assert 'wall_s' in lines[-1]
 
 
+@pytest.mark.slow
 def test_gpu_session_dry_run_records_levers_and_their_ratio(tmp_path):
   """benchmarks/gpu_session.py's lever stage on a CPU: one JSON line per lever,
   then the summary of each lever's tokens/s over the default's."""
