@@ -51,6 +51,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.max_test_examples = 0      # test splits are evaluated whole (<= 0: all)
   c.min_train_steps = 240      # fine-tuning runs at least this many optimizer steps (4 epochs of 2000)
   c.patience = 2           # stop after this many epochs without dev gain (0: never)
+  # Control results (random init, lexical, majority) depend only on the task
+  # settings, tokenizer and model config: keep them in CACHE/controls and reuse
+  # them in later runs (a study run sets cache_dir to its own cache_dir).
+  c.controls_cache = True
+  c.cache_dir = ''         # '' = $LM_DATA_CACHE or ~/.cache/lm_data
   # {task or '*': {FinetuneSettings field or max_train/dev/test_examples, min_train_steps: value}}
   c.overrides = {}
   if variants.smoke:

@@ -5,12 +5,16 @@ import functools
 import os
 import socket
 import sys
+import tempfile
 
 import pytest
 
 # Must happen before jax is imported anywhere.
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Control results computed by tests stay out of the user's cache (and a stale
+# one there cannot stand in for a computation a test checks); subprocesses inherit it.
+os.environ.setdefault('LM_DATA_CONTROLS_CACHE', tempfile.mkdtemp(prefix='lm_data_controls_'))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PYPI_HOST = 'pypi.org'

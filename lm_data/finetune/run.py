@@ -22,7 +22,10 @@ settings, tokenizer, model config and, for the pretrained encoder, the
 checkpoint step). A result on disk with the same key is not recomputed, so a
 killed evaluation resumes; control results (every init but pretrained and
 probe) do not depend on the arm and are copied from a sibling arm of the same
-workdir when their key matches, so controls cost once per ablation.
+workdir when their key matches, so controls cost once per ablation; with
+`controls_cache` they are also kept under CACHE/controls/ (`controls_cache_dir`)
+and reused by every later run on this machine and software, so they cost once
+per (task settings, tokenizer, model config).
 
 Caps: training examples are capped (deterministic subsample), dev is capped
 for selection only (epoch, probe layer and l2, lexical smoothing), and every
@@ -33,6 +36,7 @@ from collections.abc import Sequence
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import time
 
@@ -43,6 +47,7 @@ import numpy as np
 
 from lm_data import errors
 from lm_data import utils
+from lm_data.corpus import fetch
 from lm_data.finetune import controls
 from lm_data.finetune import encoding
 from lm_data.finetune import lexical
@@ -62,7 +67,7 @@ LIMIT_KEYS = {'max_train_examples': 'train', 'max_dev_examples': 'dev',
 # (and is the only home of their defaults).
 CONFIG_FIELDS = ('checkpoint', 'arms', 'arm', 'step', 'tasks', 'seeds', 'random_seeds',
                  'probe_seeds', 'controls', 'probes', 'overrides', 'patience',
-                 *LIMIT_KEYS)
+                 'controls_cache', 'cache_dir', *LIMIT_KEYS)
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
 ITEMS_NAME = 'items.json'
@@ -71,6 +76,12 @@ CHECKPOINTS_SUBDIR = 'checkpoints'
 KEY_CHARS = 16
 # A result file's ancestor that holds every arm: arms/<arm>/eval/<task>/file.
 ARMS_DIR_DEPTH = 3
+# Overrides the controls cache folder (tests point it at a temporary one).
+CONTROLS_CACHE_ENV = 'LM_DATA_CONTROLS_CACHE'
+# Part of the controls cache's folder name: bump it when a change to the
+# fine-tuning loop, the probes or the lexical baselines changes their results
+# (the key covers the settings, not the code).
+CONTROLS_VERSION = 1
 # Significant digits of stored regression predictions.
 VALUE_DIGITS = 6
 _NUMBER_LIST = re.compile(r'\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]')
@@ -211,23 +222,50 @@ def _key(*parts) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:KEY_CHARS]
 
 
-def _reuse(path: utils.AnyPath, key: str, arm: str) -> bool:
-  """True if `path` holds the result for `key`, or one was copied there.
+def controls_cache_dir(config: ml_collections.ConfigDict) -> utils.AnyPath | None:
+  """Where control results are kept across runs; None when `controls_cache` is off.
+
+  $LM_DATA_CONTROLS_CACHE, else CACHE/controls (CACHE: `cache_dir`, else the
+  environment's, `fetch.cache_root`). One subfolder per backend, jax version
+  and CONTROLS_VERSION, since those change the numbers but not the key.
+  """
+  if not config.get('controls_cache'):
+    return None
+  root = (utils.path(os.environ[CONTROLS_CACHE_ENV]) if os.environ.get(CONTROLS_CACHE_ENV)
+          else fetch.cache_root(config.get('cache_dir')) / 'controls')
+  return root / f'{jax.default_backend()}-jax{jax.__version__}-v{CONTROLS_VERSION}'
+
+
+def _reuse(path: utils.AnyPath, key: str, arm: str,
+           cached: utils.AnyPath | None = None) -> str | None:
+  """Where the result for `key` came from ('here', 'arm', 'cache'), copied to
+  `path`; None if there is none.
 
   Control results do not depend on the arm, so an identical one (same key)
-  from a sibling arm of the same workdir (arms/*/eval/<task>/) is copied.
+  from a sibling arm of the same workdir (arms/*/eval/<task>/), else from the
+  controls cache file `cached`, is copied. A result found in the workdir is
+  also put in the cache, so finished workdirs fill it.
   """
-  if (_read(path) or {}).get('key') == key:
-    return True
-  if len(path.parents) <= ARMS_DIR_DEPTH:
-    return False
-  task, arms_dir = path.parent.name, path.parents[ARMS_DIR_DEPTH]
-  for other in sorted(arms_dir.glob(f'*/{EVAL_SUBDIR}/{task}/{path.name}')):
-    result = _read(other)
-    if other != path and result and result.get('key') == key:
-      _write_json(path, {**result, 'arm': arm})
-      return True
-  return False
+  found, source = _read(path), 'here'
+  if (found or {}).get('key') != key:
+    found = source = None
+    if len(path.parents) > ARMS_DIR_DEPTH:
+      task, arms_dir = path.parent.name, path.parents[ARMS_DIR_DEPTH]
+      for other in sorted(arms_dir.glob(f'*/{EVAL_SUBDIR}/{task}/{path.name}')):
+        result = _read(other)
+        if other != path and result and result.get('key') == key:
+          found, source = result, 'arm'
+          break
+    if found is None and cached is not None:
+      result = _read(cached)
+      if result and result.get('key') == key:
+        found, source = result, 'cache'
+    if found is None:
+      return None
+    _write_json(path, {**found, 'arm': arm})
+  if cached is not None and source != 'cache' and not cached.exists():
+    _write_json(cached, found)
+  return source
 
 
 def encode_splits(task: tasks_lib.Task, data: tasks_lib.TaskData,
@@ -322,6 +360,15 @@ class _Task:
         'truncated': {s: e.truncated for s, e in self.encoded.items()},
         'split_sizes': {s: len(e) for s, e in self.encoded.items()}}
     self._tuner = None
+    cache = controls_cache_dir(config)
+    self.cache_dir = None if cache is None else cache / task.name
+    self.from_cache = 0   # control results this evaluation took from the cache
+
+  def cached(self, init: str, seed: int | None) -> utils.AnyPath | None:
+    """The controls cache file of a control result (None: cache off or not a control)."""
+    if self.cache_dir is None or init not in controls.CONTROL_INITS:
+      return None
+    return self.cache_dir / f'{self.key(init, seed)}-{result_name(init, seed)}'
 
   def key(self, init: str, seed: int | None) -> str:
     parts = [self.control_key, init, seed]
@@ -335,7 +382,9 @@ class _Task:
     path = self.task_dir / result_name(init, seed)
     key = self.key(init, seed)
     if init in controls.CONTROL_INITS:
-      return _reuse(path, key, self.arm)
+      source = _reuse(path, key, self.arm, self.cached(init, seed))
+      self.from_cache += source == 'cache'
+      return source is not None
     return (_read(path) or {}).get('key') == key
 
   def score(self, split: str, preds) -> dict[str, float]:
@@ -350,11 +399,15 @@ class _Task:
     logging.info('%s %s %s%s: test %s %.4f (%.1fs)', self.arm, self.task.name, init,
                  '' if seed is None else f' seed {seed}', name,
                  split_metrics['test'][name], seconds)
-    _write_json(self.task_dir / result_name(init, seed), {
+    result = {
         **self.common, 'seed': seed, 'init': init, 'key': self.key(init, seed),
         'metrics': split_metrics, 'seconds': seconds, **extra,
         'predictions': {s: _jsonable(self.task.kind, predictions.get(s))
-                        for s in self.test_splits}})
+                        for s in self.test_splits}}
+    _write_json(self.task_dir / result_name(init, seed), result)
+    cached = self.cached(init, seed)
+    if cached is not None:
+      _write_json(cached, result)
 
   def write_items(self) -> None:
     path = self.task_dir / ITEMS_NAME
@@ -463,6 +516,9 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
     for seed in (range(num_seeds(config, init)) if init in inits else ()):
       if not state.done(init, seed):
         state.finetune(init, seed)
+  if state.from_cache:
+    logging.info('%s %s: %d control results reused from the controls cache %s', arm,
+                 task.name, state.from_cache, state.cache_dir)
 
 
 def summarise(task_dir: utils.AnyPath, names: Sequence[str]) -> dict:

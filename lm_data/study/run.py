@@ -249,6 +249,12 @@ class Study:
                    for d in self.domains}
     return baselines.heldout_baselines(counts, eval_sets)
 
+  def finetune_config(self) -> ml_collections.ConfigDict:
+    """`config.finetune`, keeping its control results under the study's cache_dir."""
+    config = ml_collections.ConfigDict(self.config.finetune.to_dict())
+    config.cache_dir = self.config.cache_dir or config.cache_dir
+    return config
+
   def run_arm(self, arm: ml_collections.ConfigDict, budget: int | None, k: int,
               n: int) -> records_lib.ArmRecord | None:
     """Prepare -> pretrain -> fine-tune one arm; returns its record or None if stopped."""
@@ -262,8 +268,9 @@ class Study:
     if self.is_main:
       # Controls (random-init encoder, majority baseline) do not depend on the
       # arm: the fine-tuning run copies them from a sibling arm, so they cost once.
-      summary = finetune_run.evaluate_checkpoint(self.config.finetune, arm_dir / 'checkpoints',
-                                                 arm_dir / 'eval', arm=arm.name)
+      summary = finetune_run.evaluate_checkpoint(self.finetune_config(),
+                                                 arm_dir / 'checkpoints', arm_dir / 'eval',
+                                                 arm=arm.name)
       record.tasks = task_scores(summary, records_lib.INIT_OF['tasks'])
       record.probes = task_scores(summary, records_lib.INIT_OF['probes'])
       record.controls = {name: task_scores(summary, records_lib.INIT_OF[name])

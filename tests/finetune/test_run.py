@@ -171,3 +171,59 @@ def test_seeds_per_init_and_inits_per_kind():
   assert run.active_inits(_config(probes=False, probe_seeds=0)) == [
       'pretrained', 'random', 'lexical', 'baseline']
   assert run.active_inits(config, 'qa') == ['pretrained', 'random', 'baseline']
+
+
+def test_controls_come_from_the_cache_in_another_workdir(tmp_path, monkeypatch):
+  """Controls computed in one workdir are reused by a run in another (same
+  settings, tokenizer and model config) without computing them; changed
+  settings or controls_cache=False compute them again; a finished workdir
+  fills an empty cache."""
+  monkeypatch.setenv(run.CONTROLS_CACHE_ENV, str(tmp_path / 'cache'))
+  model_config = fakes.tiny_config()
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=1, batch_size=32, max_len=16)
+  examples = test_trainer._synthetic(300, 1)
+  splits = {'train': examples[:200], 'dev': examples[200:250], 'test': examples[250:]}
+  task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
+                   recipe, load=lambda: base.TaskData(splits), description='')
+  encoder = jax.device_get(trainer.FineTuner('classification', model_config, 2, recipe,
+                                             200).init_params(5)['encoder'])
+  pretrained = checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok', step=3, meta={})
+  config = _config(seeds=1, probe_seeds=1)
+  controls = ('random_seed_0.json', 'random_probe_seed_0.json', 'lexical.json',
+              'baseline.json')
+
+  def evaluate(workdir, config):
+    task_dir = tmp_path / workdir / 'arms' / 'a' / 'eval' / task.name
+    run.run_task(task, task.load(), pretrained=pretrained,
+                 tokenizer=fakes.FakeTokenizer(), config=config, task_dir=task_dir,
+                 arm='a')
+    return {p.name: json.loads(p.read_text()) for p in task_dir.iterdir()}
+
+  first = evaluate('w1', config)
+  cache = run.controls_cache_dir(config) / task.name
+  assert sorted(p.name.split('-', 1)[1] for p in cache.iterdir()) == sorted(controls)
+
+  computed = []
+  for method in ('probe', 'finetune', 'lexical', 'baseline'):
+    original = getattr(run._Task, method)
+    monkeypatch.setattr(run._Task, method, lambda self, *a, _o=original, _m=method:
+                        (computed.append((_m, *a)), _o(self, *a))[1])
+  second = evaluate('w2', config)
+  # Only the pretrained encoder's probe and fine-tuning ran; controls were copied.
+  assert sorted(computed) == [('finetune', 'pretrained', 0), ('probe', 'probe', None)]
+  for name in controls:
+    assert second[name]['metrics'] == first[name]['metrics']
+    assert second[name]['seconds'] == first[name]['seconds']
+
+  computed.clear()
+  evaluate('w3', _config(seeds=1, probe_seeds=1, patience=3))  # another key
+  assert ('finetune', 'random', 0) in computed and ('lexical',) in computed
+  computed.clear()
+  evaluate('w4', _config(seeds=1, probe_seeds=1, controls_cache=False))
+  assert ('finetune', 'random', 0) in computed and ('baseline',) in computed
+
+  for p in cache.iterdir():  # emptied: re-reading finished w1 fills it again
+    p.unlink()
+  computed.clear()
+  evaluate('w1', config)
+  assert computed == [] and len(list(cache.iterdir())) == len(controls)
