@@ -87,6 +87,9 @@ def base_config() -> ml_collections.ConfigDict:
       log_every=100,          # metrics.jsonl / progress line period
       checkpoint_every=500,   # steps between checkpoints (the last two are kept)
       keep_period=0,          # also keep every N-th step's checkpoint (0 = off)
+      # > 0: score held-out loss at every checkpoint, stop after this many scores
+      # without a new lowest, keep that step (lm_data/train/early_stopping.py)
+      early_stopping_patience=0,
       async_checkpointing=True,
       peak_tflops=0.0,        # MFU denominator per device; 0 = data sheet or measured
       eval_batch_size=64,     # held-out MLM evaluation

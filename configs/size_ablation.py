@@ -3,9 +3,13 @@ r"""Size ablation: nested subsets of the default corpus at fixed training comput
 Question: how does the amount of unique pretraining text change held-out MLM
 loss and each downstream task? Arms take nested token budgets on a log grid
 (1/64 ... 1 of the default six-domain corpus, same seed so every subset is
-inside the next) and all train the same number of steps, so small arms repeat
-their data (epochs are reported). `fixed_epochs` trains every arm for the same
-number of epochs instead (compute grows with data).
+inside the next) and all train up to the same number of steps, so small arms
+repeat their data (epochs are reported). Each arm keeps the checkpoint with
+the lowest held-out loss (scored every 250 steps; it stops 2 scores after it):
+a small arm that overfits its repeated data is compared at its best, as
+MiniBERTas chose checkpoints by held-out perplexity, not at an overfitted end.
+`fixed_epochs` trains every arm for the same number of epochs instead (compute
+grows with data).
 
 Command:
   python main.py --config=configs/size_ablation.py --workdir=runs/size
@@ -54,6 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # fine-tuning in the low-resource regime where pretraining matters: 500
   # training examples, >= 120 steps (8 epochs); test splits stay whole.
   c.train.num_train_steps = 3000
+  c.train.checkpoint_every = 250
+  c.train.early_stopping_patience = 2
   c.finetune.max_train_examples = 500
   c.finetune.min_train_steps = 120
   c.arms = [ml_collections.ConfigDict(dict(

@@ -90,6 +90,10 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
                            f'known: {", ".join(parallel.MODES)}')
   if (tc.keep_period or 0) < 0:
     raise errors.UserError(f'train.keep_period={tc.keep_period} must be >= 0 (0 = off)')
+  patience = tc.get('early_stopping_patience', 0)
+  if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+    raise errors.UserError(f'train.early_stopping_patience={patience!r} must be a whole '
+                           'number >= 0 (0 = off)')
   # The trainer's mesh spans every device of every process.
   per_step = jax.device_count() * tc.grad_accum_steps
   if tc.global_batch_size % per_step:

@@ -232,7 +232,21 @@ def _arms_section(arms: Sequence[Arm], held_back: Sequence[str] = ()) -> list[st
                  _count(arm.unique_tokens), _count(arm.tokens_seen),
                  _num(arm.epochs), MISSING if flops is None else f'{flops:.2e}']
                 + [_num(loss[d]) for d in [POOLED] + domains])
-  return ['## Arms', ''] + _table(header, rows) + ['']
+  return ['## Arms', ''] + _table(header, rows) + [''] + _early_stopping_lines(arms)
+
+
+def _early_stopping_lines(arms: Sequence[Arm]) -> list[str]:
+  """Which step each early-stopped arm kept, and where it stopped."""
+  done = [(a.arm, a.data_stats['early_stopping']) for a in arms
+          if a.data_stats.get('early_stopping')]
+  if not done:
+    return []
+  es = done[0][1]
+  kept = '; '.join(f'{name} kept step {e["best_step"]} of {e["stopped_at"]} trained'
+                   for name, e in done)
+  return [f'Early stopping (patience {es["patience"]}, scored at every checkpoint on the '
+          f'{es["metric"]}): {kept}. Tokens seen, epochs and FLOPs are those of the '
+          'kept step.', '']
 
 
 def _scores_section(arms: Sequence[Arm], controls: Controls,

@@ -190,6 +190,13 @@ class Study:
       train_iter.close()
     if not result.finished:
       return None
+    if result.early_stopping:  # the chosen step's model saw fewer tokens
+      steps = result.step
+      tokens_seen = steps * c.train.global_batch_size * c.seq_len
+      data_stats['epochs'] = sampling.epochs_for(tokens_seen, unique_tokens)
+      data_stats['early_stopping'] = result.early_stopping
+      if self.is_main:
+        utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
     return records_lib.ArmRecord(
         arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
         tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,

@@ -131,18 +131,30 @@ def _verify(where: utils.AnyPath, tree, expected: dict[str, str] | None, hint: s
 
 def make_manager(directory: utils.PathLike, *, max_to_keep: int = MAX_TO_KEEP,
                  keep_period: int | None = None, read_only: bool = False,
-                 async_save: bool = True) -> ocp.CheckpointManager:
+                 async_save: bool = True,
+                 keep_lowest: str | None = None) -> ocp.CheckpointManager:
   """Keeps the latest `max_to_keep` steps, plus every `keep_period`-th for analysis.
 
+  keep_lowest: also keep the step saved with the lowest value of this metric
+    (`save(..., metrics=...)`; early stopping's held-out loss).
   Read-only managers register the item handlers up front, so item metadata and
   partial (PyTree) restores work without a prior save in this process.
   """
+  keep = {}
+  if keep_lowest and not read_only:  # Orbax takes a policy or the delete options, not both
+    policies = [ocp.checkpoint_managers.LatestN(n=max_to_keep),
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=lambda m: m[keep_lowest], reverse=True, n=1,
+                    keep_checkpoints_without_metrics=False)]
+    if keep_period:
+      policies.append(ocp.checkpoint_managers.EveryNSteps(keep_period))
+    keep = {'preservation_policy': ocp.checkpoint_managers.AnyPreservationPolicy(policies)}
+  elif not read_only:
+    keep = {'max_to_keep': max_to_keep, 'keep_period': keep_period}
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=0 if read_only else 1,  # read-only: 0, or Orbax warns it set it
-      max_to_keep=None if read_only else max_to_keep,
-      keep_period=None if read_only else keep_period,
       read_only=read_only, create=not read_only,
-      enable_async_checkpointing=async_save and not read_only)
+      enable_async_checkpointing=async_save and not read_only, **keep)
   handlers = None
   if read_only:
     handlers = {'state': ocp.PyTreeCheckpointHandler(),
@@ -157,15 +169,16 @@ def make_manager(directory: utils.PathLike, *, max_to_keep: int = MAX_TO_KEEP,
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict,
-         meta: dict, *, force: bool = False) -> bool:
-  """Saves `step`, with the checksums of `state` and `data_state` added to `meta`."""
+         meta: dict, *, force: bool = False, metrics: dict | None = None) -> bool:
+  """Saves `step`, with the checksums of `state` and `data_state` added to `meta`
+  (and `metrics` for a `keep_lowest` manager)."""
   if not force and not manager.should_save(step):
     return False  # as manager.save would decide, without hashing the state first
   meta = {**meta, CHECKSUMS: {'state': tree_checksums(state),
                               'data_iter': _json_sha256(data_state)}}
   return manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data_iter=ocp.args.JsonSave(data_state),
-      meta=ocp.args.JsonSave(meta)), force=force)
+      meta=ocp.args.JsonSave(meta)), force=force, metrics=metrics)
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state, step: int | None = None):

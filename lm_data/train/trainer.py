@@ -23,6 +23,7 @@ from lm_data.input_pipeline import masking
 from lm_data.models.bert import BertForMLM
 from lm_data.models.presets import make_config
 from lm_data.train import checkpoint, flops, metrics as metrics_lib, optimizer as optim
+from lm_data.train import early_stopping
 from lm_data.train import parallel
 from lm_data.train import steps
 
@@ -78,8 +79,9 @@ class PretrainResult:
   start_step: int           # > 0 when the run resumed from a checkpoint
   finished: bool            # False when stopped early by SIGTERM
   heldout: dict[str, dict]  # name -> {'loss', 'accuracy', 'predictions'}
-  train_flops: float
-  params: Any               # final params (replicated jax arrays)
+  train_flops: float        # of the returned params' `step` steps
+  params: Any               # final (early stopping: chosen) params, replicated jax arrays
+  early_stopping: dict | None = None  # EarlyStopping.to_dict() when it was on
 
 
 def evaluate(eval_step, params, eval_sets: Mapping[str, Iterable[dict]],
@@ -119,6 +121,9 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
              tensorboard_dir: utils.AnyPath | None = None) -> PretrainResult:
   """Trains `cfg.train.num_train_steps` steps, resuming from `arm_dir/checkpoints`.
 
+  With `cfg.train.early_stopping_patience` > 0 it may stop sooner and return
+  the checkpoint step with the lowest held-out loss (`early_stopping`).
+
   Args:
     cfg: arm config with `model`, `train` and `mask` (see configs/common.py).
     arm_dir: where checkpoints/ and metrics.jsonl go.
@@ -151,15 +156,18 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         model, tx, seq_len=cfg.seq_len, max_predictions=predictions,
         seed=cfg.seed), out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))
     abstract = jax.eval_shape(init)
+    patience = tc.get('early_stopping_patience', 0)
     manager = checkpoint.make_manager(
-        arm_dir / 'checkpoints',
-        keep_period=tc.keep_period or None, async_save=tc.async_checkpointing)
+        arm_dir / 'checkpoints', keep_period=tc.keep_period or None,
+        async_save=tc.async_checkpointing,
+        keep_lowest=early_stopping.METRIC if patience else None)
+    # Restore targets are replicated over the mesh, as `init` makes them.
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=jax.sharding.NamedSharding(mesh, jax.P())),
+        abstract)
     restored = None
     if manager.latest_step() is not None:
-      abstract = jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                         sharding=jax.sharding.NamedSharding(mesh, jax.P())),
-          abstract)
       restored = checkpoint.restore_latest(manager, abstract)  # past a damaged latest step
     if restored is not None:
       state = restored.state
@@ -174,6 +182,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
       state = init()
     start = int(state.step)
     init_s = time.perf_counter() - began
+    es = (early_stopping.EarlyStopping.resume(arm_dir / early_stopping.FILE, patience, start)
+          if patience else None)
 
     strategy = parallel.make_strategy(tc.parallelism, model, tx, schedule, mesh,
                                       accum_steps=tc.grad_accum_steps)
@@ -182,6 +192,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     eval_step = steps.make_eval_step(model, mesh)
     to_device = functools.partial(loader.global_batch_to_device,
                                   sharding=steps.batch_sharding(mesh))
+    selection = early_stopping.selection_sets(eval_sets) if es else None
 
     flops_per_step = flops.train_flops_per_step(
         model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,
@@ -227,10 +238,20 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         progress.log(step, timing, out)
       pending.clear()
 
+    def select(step) -> dict:
+      """Early stopping's evaluation at a checkpoint step: the checkpoint metric."""
+      loss = evaluate(eval_step, strategy.host_state(state).params, selection,
+                      to_device)['all']['loss']
+      es.update(step, loss)
+      writer.write(step, {'heldout/selection/loss': loss, 'best_step': es.best_step})
+      if is_main:
+        es.save(arm_dir / early_stopping.FILE)
+      return {early_stopping.METRIC: loss}
+
     pending = []  # (step, device metrics) not yet fetched
     step = start
     with _StopFlag() as stop:
-      while step < tc.num_train_steps:
+      while step < tc.num_train_steps and not (es and es.stopped_at):
         batch = next(train_iter)
         state, m = strategy.train_step(state, strategy.place_batch(batch))
         if step == start:
@@ -245,19 +266,37 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         stopping = stop.should_stop()
         if last or stopping or step % tc.checkpoint_every == 0:
           report(pending)
+          scored = es is not None and (last or step % tc.checkpoint_every == 0)
+          ckpt_metrics = select(step) if scored else None
           checkpoint.save(manager, step, strategy.host_state(state),
-                          train_iter.get_state(), meta, force=last or stopping)
+                          train_iter.get_state(), meta, metrics=ckpt_metrics,
+                          force=last or stopping or bool(es and es.stopped_at))
+        if es and es.stopped_at:
+          logging.info('%s: early stopping at step %d, %d evaluations after the lowest '
+                       'held-out loss (step %d)', label or arm_dir.name, step, patience,
+                       es.best_step)
+          break
         if stopping:
           logging.warning('SIGTERM: saved step %d of %s; exiting', step, arm_dir.name)
           break
       if pending:
         report(pending)
     manager.wait_until_finished()
+    params = strategy.host_state(state).params
+    finished = step >= tc.num_train_steps or bool(es and es.stopped_at)
+    if es and finished:  # keep the best step; its later checkpoints go
+      if es.stopped_at is None:  # ran to the end: a resumed run need not train again
+        es.stopped_at = step
+        if is_main:
+          es.save(arm_dir / early_stopping.FILE)
+      step = es.best_step
+      for later in [s for s in manager.all_steps() if s > step]:
+        manager.delete(later)
+      if int(state.step) != step:
+        params = checkpoint.restore(manager, abstract, step)[0].params
     manager.close()
 
-    finished = step >= tc.num_train_steps
-    heldout = evaluate(eval_step, strategy.host_state(state).params, eval_sets, to_device) \
-        if finished else {}
+    heldout = evaluate(eval_step, params, eval_sets, to_device) if finished else {}
     if heldout:
       writer.write(step, {f'heldout/{name}/{k}': v for name, r in heldout.items()
                           for k, v in r.items() if k.startswith(('loss', 'accuracy'))},
@@ -267,7 +306,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     (arm_dir / 'pretrain_summary.json').write_text(json.dumps({
         'step': step, 'heldout': heldout,
         'train_flops': flops_per_step * step,
-        'tokens_seen': tokens_per_step * step}, indent=1))
+        'tokens_seen': tokens_per_step * step,
+        **({'early_stopping': es.to_dict()} if es else {})}, indent=1))
   return PretrainResult(step=step, start_step=start, finished=finished,
                         heldout=heldout, train_flops=flops_per_step * step,
-                        params=strategy.host_state(state).params)
+                        params=params, early_stopping=es.to_dict() if es else None)

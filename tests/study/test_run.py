@@ -61,6 +61,7 @@ def test_unknown_config_argument():
     ('eval_batch_size', -4, r'train.eval_batch_size=-4 must be'),
     ('num_train_steps', 0, r'train.num_train_steps=0'),
     ('checkpoint_every', 0, r'train.checkpoint_every=0'),
+    ('early_stopping_patience', -1, r'train.early_stopping_patience=-1 must be a whole number >= 0'),
     ('schedule', 'cosin', "unknown schedule 'cosin'"),
 ])
 def test_bad_train_settings(field, value, match):

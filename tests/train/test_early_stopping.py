@@ -1,0 +1,164 @@
+"""Early stopping on held-out loss: the rule, the kept checkpoint, and resume."""
+
+import json
+
+import chex
+import numpy as np
+import pytest
+
+from lm_data.train import checkpoint
+from lm_data.train import early_stopping
+from lm_data.train import trainer
+from tests.train import fixtures
+
+VOCAB = 64
+
+
+def test_stops_after_patience_scores_without_a_new_lowest():
+  es = early_stopping.EarlyStopping(patience=2)
+  assert es.best_step is None and not es.exhausted()
+  assert [es.update(s, v) for s, v in [(2, 5.0), (4, 4.0), (6, 4.5), (8, 3.9)]] == [False] * 4
+  assert es.best_step == 8
+  assert not es.update(10, 3.95)   # one score since the lowest
+  assert es.update(12, 4.2) and es.stopped_at == 12 and es.best_step == 8
+  tie = early_stopping.EarlyStopping(patience=1, history=[(2, 3.0), (4, 3.0)])
+  assert tie.best_step == 4        # as Orbax's BestN keeps the later of equal values
+
+
+def test_resume_drops_later_scores_unless_the_run_had_stopped(tmp_path):
+  path = tmp_path / early_stopping.FILE
+  assert early_stopping.EarlyStopping.resume(path, 2, 0).history == []
+  es = early_stopping.EarlyStopping(patience=2)
+  for step, loss in [(2, 5.0), (4, 4.0), (6, 4.5), (8, 4.6)]:
+    es.update(step, loss)
+  es.save(path)
+  assert json.loads(path.read_text())['best_step'] == 4
+  # Killed mid-run and restored at step 6: the score at 8 is redone.
+  mid = early_stopping.EarlyStopping.resume(path, 2, 6)
+  assert mid.history == [(2, 5.0), (4, 4.0), (6, 4.5)] and mid.stopped_at is None
+  # Stopped, then killed before the steps after 4 were deleted (restored at 8).
+  late = early_stopping.EarlyStopping.resume(path, 2, 8)
+  assert late.stopped_at == 8 and late.best_step == 4
+  # Stopped and cleaned up: the latest checkpoint is the best step.
+  done = early_stopping.EarlyStopping.resume(path, 2, 4)
+  assert done.stopped_at == 8 and len(done.history) == 4
+
+
+def _skewed(seed: int) -> dict:
+  """fixtures.mlm_batch with token ids skewed towards small ids: a unigram to
+  learn first (held-out loss falls), then two batches to memorise (it rises)."""
+  b = fixtures.mlm_batch(seed)
+  skew = lambda x: 5 + (x - 5) ** 2 // (VOCAB - 5)
+  ids = b['input_ids']
+  b['input_ids'] = np.where((ids == 0) | (ids == 4), ids, skew(ids)).astype(np.int32)
+  b['mlm_ids'] = skew(b['mlm_ids']).astype(np.int32)
+  return b
+
+
+class TwoBatches(fixtures.CountingIterator):
+  def __next__(self):
+    if self.k == getattr(self, 'crash_at', None):
+      raise KeyboardInterrupt(f'killed before batch {self.k}')
+    out = _skewed(self.k % 2)
+    self.k += 1
+    return out
+
+
+HELD_OUT = {'a': [_skewed(100 + i) for i in range(4)]}
+
+
+def _config(**train):
+  return fixtures.tiny_config(**{'num_train_steps': 16, 'checkpoint_every': 2,
+                                 'learning_rate': 1e-2, 'warmup_steps': 2, **train})
+
+
+def _pretrain(arm_dir, it=None, **train):
+  return trainer.pretrain(_config(**train), arm_dir, train_iter=it or TwoBatches(),
+                          eval_sets=HELD_OUT, vocab_size=VOCAB, meta={})
+
+
+def _params_at(arm_dir, step):
+  manager = checkpoint.make_manager(arm_dir / 'checkpoints', read_only=True)
+  restored = manager.restore(step, args=checkpoint.ocp.args.Composite(
+      state=checkpoint.ocp.args.PyTreeRestore()))
+  return restored.state['params']
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """The same training with early stopping, and without it keeping every checkpoint."""
+  root = tmp_path_factory.mktemp('es')
+  reference = _pretrain(root / 'reference', keep_period=2)
+  stopped = _pretrain(root / 'stopped', early_stopping_patience=2)
+  return root, reference, stopped
+
+
+def test_keeps_the_lowest_held_out_step_and_deletes_the_later_ones(runs):
+  root, _, result = runs
+  es = result.early_stopping
+  losses = dict(es['history'])
+  best = min(losses, key=losses.get)
+  # It stopped two scores after the lowest, before the 16 configured steps.
+  assert es['best_step'] == best == result.step < es['stopped_at'] == best + 4 < 16
+  assert sorted(losses) == list(range(2, es['stopped_at'] + 1, 2))
+  assert losses[best] < losses[2]    # it learned before it overfitted
+  steps = sorted(int(p.name) for p in (root / 'stopped' / 'checkpoints').iterdir()
+                 if p.name.isdigit())
+  assert steps[-1] == best           # every downstream reader gets the chosen step
+  summary = json.loads((root / 'stopped' / 'pretrain_summary.json').read_text())
+  assert summary['step'] == best and summary['early_stopping'] == es
+  assert result.heldout['all']['loss'] == pytest.approx(
+      trainer.evaluate(*_eval(result.params))['all']['loss'])
+
+
+def _eval(params):
+  from lm_data.models.bert import BertForMLM  # pylint: disable=import-outside-toplevel
+  from lm_data.train import steps  # pylint: disable=import-outside-toplevel
+  cfg = _config()
+  model = BertForMLM(trainer.model_config_for(cfg, VOCAB))
+  mesh = steps.make_mesh()
+  return (steps.make_eval_step(model, mesh), params, HELD_OUT,
+          lambda b: __import__('lm_data.input_pipeline.loader', fromlist=['x'])
+          .global_batch_to_device(b, sharding=steps.batch_sharding(mesh)))
+
+
+def test_chosen_params_and_scores_are_those_of_the_same_run_without_stopping(runs):
+  root, _, result = runs
+  best = result.step
+  # Same batches, same schedule (16 steps): the checkpoint kept at `best` is
+  # the plain run's step `best`, and each score is that step's held-out loss.
+  chex.assert_trees_all_equal(result.params, _params_at(root / 'reference', best))
+  chex.assert_trees_all_equal(_params_at(root / 'stopped', best),
+                              _params_at(root / 'reference', best))
+  selection = early_stopping.selection_sets(HELD_OUT)
+  fn, _, _, to_device = _eval(None)
+  for step, loss in result.early_stopping['history']:
+    got = trainer.evaluate(fn, _params_at(root / 'reference', step), selection, to_device)
+    assert loss == pytest.approx(got['all']['loss'], rel=1e-6), step
+
+
+def test_killed_runs_resume_to_the_same_choice_without_training_again(
+    runs, tmp_path, monkeypatch):
+  """Killed mid-run, then killed again after stopping but before the later
+  steps were deleted: the re-run deletes them and returns the same params."""
+  _, _, straight = runs
+  it = TwoBatches()
+  it.crash_at = 5
+  with pytest.raises(KeyboardInterrupt):
+    _pretrain(tmp_path, it, early_stopping_patience=2)
+
+  def killed(self, step):
+    raise KeyboardInterrupt('killed while deleting')
+
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'delete', killed)
+  with pytest.raises(KeyboardInterrupt):
+    _pretrain(tmp_path, early_stopping_patience=2)
+  monkeypatch.undo()
+  it = TwoBatches()
+  result = _pretrain(tmp_path, it, early_stopping_patience=2)
+  # Restored at the stopping step (its data state), not trained further.
+  assert it.k == straight.early_stopping['stopped_at']
+  assert result.early_stopping == straight.early_stopping and result.step == straight.step
+  chex.assert_trees_all_equal(result.params, straight.params)
+  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps[-1] == straight.step
