@@ -66,8 +66,9 @@ def main(_):
     t_train = time.perf_counter()
     record = study.pretrain_arm(arm, budget, 1, 1).to_dict()
     end = time.perf_counter()
-    metrics = [json.loads(l) for l in
-               (workdir / 'arms' / arm.name / 'metrics.jsonl').read_text().splitlines()]
+    # Logged train steps only (the file also holds events and held-out scores).
+    metrics = [m for m in map(json.loads, (workdir / 'arms' / arm.name / 'metrics.jsonl')
+                              .read_text().splitlines()) if 'tokens_per_sec' in m]
     h, b = record['heldout']['all'], record['mlm_baselines']['all']
     out = {'setting': name, 'overrides': overrides, 'steps': record['steps'],
            'tokens_seen': record['tokens_seen'], 'unique_tokens': record['unique_tokens'],

@@ -241,7 +241,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     def select(step) -> dict:
       """Early stopping's evaluation at a checkpoint step: the checkpoint metric."""
       loss = evaluate(eval_step, strategy.host_state(state).params, selection,
-                      to_device)['all']['loss']
+                      to_device)['all'][early_stopping.SCORE]
       es.update(step, loss)
       writer.write(step, {'heldout/selection/loss': loss, 'best_step': es.best_step})
       if is_main:

@@ -56,13 +56,13 @@ def test_size_ablation_report(tmp_path):
 def test_early_stopped_arms_say_which_step_they_kept(tmp_path):
   arms = fixtures.size_arms()
   arms[0]['data_stats']['early_stopping'] = {
-      'patience': 2, 'metric': 'held-out MLM loss on every 4th held-out batch of each domain',
+      'patience': 2, 'metric': 'held-out MLM loss at [MASK] on every 4th held-out batch of each domain',
       'history': [[500, 6.1], [1000, 6.0], [1500, 6.05], [2000, 6.2]], 'best_step': 1000,
       'stopped_at': 2000}
   report.write_report(tmp_path, {'name': 'size_ablation'}, arms, fixtures.controls())
   md = (tmp_path / 'report' / 'report.md').read_text()
   assert ('Early stopping (patience 2, scored at every checkpoint on the held-out MLM loss '
-          'on every 4th held-out batch of each domain): size_0 kept step 1000 of 2000 '
+          'at [MASK] on every 4th held-out batch of each domain): size_0 kept step 1000 of 2000 '
           'trained.') in md
   assert 'size_1 kept' not in md
   report.write_report(tmp_path, {'name': 'size_ablation'}, fixtures.size_arms(),
