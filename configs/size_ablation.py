@@ -25,19 +25,20 @@ Variants (comma-separated, big_vision style):
     python main.py --config=configs/size_ablation.py:gpu --workdir=runs/size_gpu
                   Without network there: main.py --prepare_only and bundle.py
                   export on a machine with it, bundle.py import (docs/gpu.md).
-Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 6'): 1 h 10 min
-38 s on a box whose f32 matmul peak read 153 GFLOP/s (over the 45-min budget;
-session 4's faster box did 2800 steps with 2000 fine-tuning examples in 45 min
-15 s) — 4 arms x 3000 steps (seq 64, batch 32; 6.1M tokens each), arm k's
-probes, fine-tuning (500 examples, >= 120 steps) and controls running while arm
-k+1 pretrains (`overlap_downstream`); the first arm's evaluation (the
-random-init controls) takes ~38 min of that. :smoke about 1.5 min.
-Expected (measured, BUILD_NOTES.md 'Session 6'): held-out loss at [MASK]
-0.53 / 1.36 / 1.34 / 1.40 nats below the unigram for the 1/64 ... 1 arms
-(accuracy 0.19-0.21 vs frequency+copy 0.13); the pretrained encoder beats
-random init on 1-3 of 8 tasks (POS by probe and fine-tuning, licences and
-dialog_reply by fine-tuning) and is worse on vader_sentiment fine-tuning; no
-task score changes significantly with data size at this scale.
+Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 7'): 53 min
+24 s with the control results cached (a re-run; 1 h 10 min 38 s the first
+time, session 6), on a box whose f32 matmul peak read 130-153 GFLOP/s (over
+the 45-min budget there) — 4 arms x up to 3000 steps (seq 64, batch 32; 6.1M
+tokens each), arm k's probes, fine-tuning (500 examples, >= 120 steps) and
+controls running while arm k+1 pretrains (`overlap_downstream`). Pretraining
+alone is ~10 min per 3000-step arm there. :smoke about 1.5-2.5 min.
+Expected (measured, BUILD_NOTES.md 'Session 7'): held-out loss at [MASK]
+0.55 / 1.36 / 1.34 / 1.40 nats below the unigram for the 1/64 ... 1 arms
+(the 1/64 arm keeps step 2000, the others run all 3000; accuracy 0.18-0.21 vs
+frequency+copy 0.13); the pretrained encoder beats random init on 2-3 of 8
+tasks (POS by probe and fine-tuning, licences and dialog_reply by
+fine-tuning) and is worse on vader_sentiment fine-tuning; no task score
+changes significantly with data size at this scale.
 """
 
 import ml_collections
