@@ -1,8 +1,10 @@
 """Test set-up: two fake CPU devices (for the jit/pmap data-parallel tests), repo on
 sys.path, and tests marked `network` skipped when PyPI is unreachable."""
 
+import atexit
 import functools
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -14,7 +16,9 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Control results computed by tests stay out of the user's cache (and a stale
 # one there cannot stand in for a computation a test checks); subprocesses inherit it.
-os.environ.setdefault('LM_DATA_CONTROLS_CACHE', tempfile.mkdtemp(prefix='lm_data_controls_'))
+if 'LM_DATA_CONTROLS_CACHE' not in os.environ:  # made once, by the first process; removed by it
+  os.environ['LM_DATA_CONTROLS_CACHE'] = tempfile.mkdtemp(prefix='lm_data_controls_')
+  atexit.register(shutil.rmtree, os.environ['LM_DATA_CONTROLS_CACHE'], ignore_errors=True)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PYPI_HOST = 'pypi.org'

@@ -42,6 +42,9 @@ from lm_data.study import report as report_lib
 from lm_data.train import trainer
 
 ARM_RESULT = 'arm_result.json'
+# An arm's record once pretrained (no downstream scores yet): a resumed study
+# reads it instead of evaluating held-out rows and counting references again.
+PRETRAIN_RECORD = 'pretrain_record.json'
 ARM_NAME = re.compile(r'^[A-Za-z0-9_.+-]+$')
 # Purposes folded into config.seed so data order and masking are independent streams.
 LOADER_SEED_PURPOSE = 0x10AD
@@ -158,9 +161,12 @@ class Study:
       arm_cfg.train.num_train_steps = max(
           1, math.ceil(arm.epochs * rows / c.train.global_batch_size))
     steps = arm_cfg.train.num_train_steps
-    tokens_seen = steps * c.train.global_batch_size * c.seq_len
-    data_stats = {**prepared.stats, 'epochs': sampling.epochs_for(tokens_seen, unique_tokens),
-                  'prepared_path': str(prepared.path)}
+    arm_config = {'arm': arm.to_dict(), 'budget': budget, 'num_train_steps': steps}
+    record = self._pretrained_record(arm_dir, arm_config)
+    if record is not None:
+      logging.info('arm %d/%d: %s already pretrained (step %d)', k, n, arm.name, record.steps)
+      return record
+    data_stats = {**prepared.stats, 'prepared_path': str(prepared.path)}
     held_out = self.held_out(arm, prepared)
     train_iter = self.train_iterator(arm, prepared, budget)
     try:
@@ -169,9 +175,7 @@ class Study:
             d: 'curated' if held_out is not prepared and held_out.curated.get(d) else 'prepared'
             for d in self.domains}}
       if self.is_main:
-        utils.write_json(arm_dir / 'config.json', {'arm': arm.to_dict(), 'budget': budget,
-                                                   'num_train_steps': steps}, sort_keys=True)
-        utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
+        utils.write_json(arm_dir / 'config.json', arm_config, sort_keys=True)
 
       eval_sets = {
           d: loader.eval_batches(
@@ -190,20 +194,38 @@ class Study:
       train_iter.close()
     if not result.finished:
       return None
-    if result.early_stopping:  # the chosen step's model saw fewer tokens
-      steps = result.step
-      tokens_seen = steps * c.train.global_batch_size * c.seq_len
-      data_stats['epochs'] = sampling.epochs_for(tokens_seen, unique_tokens)
+    # The kept step: the configured steps, or early stopping's choice.
+    tokens_seen = result.step * c.train.global_batch_size * c.seq_len
+    data_stats['epochs'] = sampling.epochs_for(tokens_seen, unique_tokens)
+    if result.early_stopping:
       data_stats['early_stopping'] = result.early_stopping
-      if self.is_main:
-        utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
-    return records_lib.ArmRecord(
+    record = records_lib.ArmRecord(
         arm=arm.name, recipe=arm.data.to_dict(), budget=budget, unique_tokens=unique_tokens,
-        tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=steps,
+        tokens_seen=tokens_seen, epochs=data_stats['epochs'], steps=result.step,
         train_flops=result.train_flops, data_stats=data_stats,
         heldout=records_lib.heldout_from_dict(result.heldout),
         mlm_baselines=records_lib.references_from_dict(
             self.mlm_baselines(prepared, held_out, eval_sets) if self.is_main else {}))
+    if self.is_main:
+      utils.write_json(arm_dir / 'data_stats.json', data_stats, sort_keys=True)
+      utils.write_json(arm_dir / PRETRAIN_RECORD,
+                       {'config': arm_config, 'record': record.to_dict()}, sort_keys=True)
+    return record
+
+  def _pretrained_record(self, arm_dir, arm_config: dict) -> records_lib.ArmRecord | None:
+    """The record a finished pretraining of this arm wrote, if its settings
+    are `arm_config` (as JSON reads back) and its checkpoint is still there."""
+    path = arm_dir / PRETRAIN_RECORD
+    if not path.exists():
+      return None
+    saved = json.loads(path.read_text())
+    if saved.get('config') != json.loads(json.dumps(arm_config, sort_keys=True)):
+      logging.info('%s: settings changed since it was written; pretraining again', path)
+      return None
+    record = records_lib.ArmRecord.from_dict(saved['record'])
+    if not (arm_dir / 'checkpoints' / str(record.steps)).exists():
+      return None
+    return record
 
   def held_out(self, arm: ml_collections.ConfigDict, prepared):
     """The held-out rows to evaluate on: for an arm streamed from `data.curated_dir`,
@@ -379,7 +401,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dic
   study = Study(config, workdir)
   if study.is_main:
     utils.write_json(workdir / 'config.json', plain(config), sort_keys=True)
-  budgets = study.budgets(arms)
+  budgets = study.budgets(config.arms)  # of every arm: one arm of a job array gets the study's
   records = _run_arms(study, arms, budgets,
                       overlap=config.get('overlap_downstream', True)
                       and jax.process_count() == 1)
@@ -411,10 +433,11 @@ def prepare_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) ->
   arms = select_arms(config)
   workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
   study = Study(config, workdir)
-  budgets = study.budgets(arms)
+  budgets = study.budgets(config.arms)
   folders = {arm.name: study.prepare(arm.data, budgets[arm.name]).path for arm in arms}
-  # The full corpora that `budgets` measured fractions of.
-  corpora = [study.prepare(arm.data, None).path for arm in arms if not arm.data.token_budget]
+  # The full corpora that `budgets` measured (of every arm, as a run reads them).
+  corpora = [study.prepare(arm.data, None).path for arm in config.arms
+             if not arm.data.token_budget]
   task_files = {}
   for name in dict.fromkeys([*tasks_lib.LOCAL_TASKS, *config.finetune.tasks]):
     data = tasks_lib.get_task(name).load()

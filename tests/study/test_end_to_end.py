@@ -86,3 +86,9 @@ def test_smoke_study_writes_report_and_survives_kill(tmp_path):
   _assert_same_bytes(straight / results, killed / results)
   _finish(_main(killed))  # every arm finished: all records come from arm_result.json
   _assert_same_bytes(straight / results, killed / results)
+  # Killed after pretraining, before its evaluation finished: the re-run reads
+  # the pretraining record instead of scoring the held-out rows again.
+  (killed / 'arms' / 'size_1-4' / 'arm_result.json').unlink()
+  err = _finish(_main(killed))
+  assert 'size_1-4 already pretrained (step' in err
+  _assert_same_bytes(straight / results, killed / results)

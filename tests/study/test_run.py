@@ -1,5 +1,7 @@
 """Bad ablation configs fail before any work, with a message saying what to change."""
 
+import types
+
 import jax
 import ml_collections
 import pytest
@@ -184,3 +186,54 @@ def test_finetune_config_variants_and_missing_fields(tmp_path):
   del study.finetune['patience']
   with pytest.raises(errors.UserError, match=r'lacks finetune.patience;'):
     checks.check_study_config(study)
+
+
+def test_pretrained_record_is_reused_only_for_the_same_settings(tmp_path):
+  """A resumed arm reads its pretraining record (held-out scores, count
+  references) only while its settings and its kept checkpoint are unchanged."""
+  from lm_data import utils  # pylint: disable=import-outside-toplevel
+  from lm_data.study import records  # pylint: disable=import-outside-toplevel
+  arm_dir = tmp_path / 'arm'
+  settings = {'arm': {'name': 'a', 'epochs': 0}, 'budget': 100, 'num_train_steps': 40}
+  record = records.ArmRecord(
+      arm='a', recipe={}, unique_tokens=100, steps=30, tokens_seen=30 * 64,
+      heldout=records.heldout_from_dict({'all': {'loss': 5.0, 'accuracy': 0.2, 'predictions': 1000}}))
+  utils.write_json(arm_dir / run.PRETRAIN_RECORD,
+                   {'config': settings, 'record': record.to_dict()}, sort_keys=True)
+  study = types.SimpleNamespace()
+  assert run.Study._pretrained_record(study, arm_dir, settings) is None  # no checkpoint 30
+  (arm_dir / 'checkpoints' / '30').mkdir(parents=True)
+  got = run.Study._pretrained_record(study, arm_dir, settings)
+  assert got.to_dict() == record.to_dict()
+  assert run.Study._pretrained_record(study, arm_dir, {**settings, 'budget': 50}) is None
+  assert run.Study._pretrained_record(study, tmp_path / 'other', settings) is None
+
+
+def test_one_arm_of_a_job_array_gets_the_study_budget(tmp_path, monkeypatch):
+  """With an equal budget, `:arm=NAME` trains on the smallest arm's token count
+  of the whole study (as the full run does), not on its own whole corpus."""
+  sizes = {'legal': 900, 'conversational': 500}  # tokens of each domain's corpus
+  seen = {}
+  budgets = run.Study.budgets
+
+  class FakeStudy:
+    is_main = True
+
+    def __init__(self, config, workdir):
+      pass
+
+    def budgets(self, arms):
+      return budgets(types.SimpleNamespace(
+          prepare=lambda data, _: types.SimpleNamespace(stats={'train': {
+              'tokens': sizes.get(data.domains[0] if len(data.domains) == 1 else '', 1000)}}),
+          config=config), arms)
+
+  def fake_run_arms(study, arms, budgets, overlap):
+    seen.update(arms=[a.name for a in arms], budgets=budgets)
+
+  config = domain_ablation.get_config('arm=only_legal')
+  monkeypatch.setattr(run, 'Study', FakeStudy)
+  monkeypatch.setattr(run, '_run_arms', fake_run_arms)
+  run.run_study(config, tmp_path)
+  assert seen['arms'] == ['only_legal']
+  assert seen['budgets']['only_legal'] == 500

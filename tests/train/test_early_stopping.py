@@ -6,8 +6,11 @@ import chex
 import numpy as np
 import pytest
 
+from lm_data.input_pipeline import loader
+from lm_data.models.bert import BertForMLM
 from lm_data.train import checkpoint
 from lm_data.train import early_stopping
+from lm_data.train import steps
 from lm_data.train import trainer
 from tests.train import fixtures
 
@@ -105,24 +108,23 @@ def test_keeps_the_lowest_held_out_step_and_deletes_the_later_ones(runs):
   assert es['best_step'] == best == result.step < es['stopped_at'] == best + 4 < 16
   assert sorted(losses) == list(range(2, es['stopped_at'] + 1, 2))
   assert losses[best] < losses[2]    # it learned before it overfitted
-  steps = sorted(int(p.name) for p in (root / 'stopped' / 'checkpoints').iterdir()
-                 if p.name.isdigit())
-  assert steps[-1] == best           # every downstream reader gets the chosen step
+  kept = sorted(int(p.name) for p in (root / 'stopped' / 'checkpoints').iterdir()
+                if p.name.isdigit())
+  assert kept[-1] == best           # every downstream reader gets the chosen step
   summary = json.loads((root / 'stopped' / 'pretrain_summary.json').read_text())
   assert summary['step'] == best and summary['early_stopping'] == es
+  eval_step, to_device = _eval()
   assert result.heldout['all']['loss'] == pytest.approx(
-      trainer.evaluate(*_eval(result.params))['all']['loss'])
+      trainer.evaluate(eval_step, result.params, HELD_OUT, to_device)['all']['loss'])
 
 
-def _eval(params):
-  from lm_data.models.bert import BertForMLM  # pylint: disable=import-outside-toplevel
-  from lm_data.train import steps  # pylint: disable=import-outside-toplevel
-  cfg = _config()
-  model = BertForMLM(trainer.model_config_for(cfg, VOCAB))
+def _eval():
+  """(eval step, batch placement) for the tiny model, as the trainer builds them."""
+  model = BertForMLM(trainer.model_config_for(_config(), VOCAB))
   mesh = steps.make_mesh()
-  return (steps.make_eval_step(model, mesh), params, HELD_OUT,
-          lambda b: __import__('lm_data.input_pipeline.loader', fromlist=['x'])
-          .global_batch_to_device(b, sharding=steps.batch_sharding(mesh)))
+  sharding = steps.batch_sharding(mesh)
+  return (steps.make_eval_step(model, mesh),
+          lambda b: loader.global_batch_to_device(b, sharding=sharding))
 
 
 def test_chosen_params_and_scores_are_those_of_the_same_run_without_stopping(runs):
@@ -134,9 +136,9 @@ def test_chosen_params_and_scores_are_those_of_the_same_run_without_stopping(run
   chex.assert_trees_all_equal(_params_at(root / 'stopped', best),
                               _params_at(root / 'reference', best))
   selection = early_stopping.selection_sets(HELD_OUT)
-  fn, _, _, to_device = _eval(None)
+  eval_step, to_device = _eval()
   for step, loss in result.early_stopping['history']:
-    got = trainer.evaluate(fn, _params_at(root / 'reference', step), selection, to_device)
+    got = trainer.evaluate(eval_step, _params_at(root / 'reference', step), selection, to_device)
     assert loss == pytest.approx(got['all']['loss_mask'], rel=1e-6), step
 
 
@@ -163,5 +165,5 @@ def test_killed_runs_resume_to_the_same_choice_without_training_again(
   assert it.k == straight.early_stopping['stopped_at']
   assert result.early_stopping == straight.early_stopping and result.step == straight.step
   chex.assert_trees_all_equal(result.params, straight.params)
-  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
-  assert steps[-1] == straight.step
+  kept = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert kept[-1] == straight.step
