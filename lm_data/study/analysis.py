@@ -588,8 +588,16 @@ def _scored(items: dict | None) -> dict[str, dict]:
       s.pooled = pooled
     out[task] = {'units': entry['items'].num_units,
                  'metric': entry['items'].metric, 'scored': scored,
-                 'pooled_seed_variance': pooled}
+                 'pooled_seed_variance': pooled,
+                 'constant': sorted(key for key, v in entry['evals'].items()
+                                    if v['seeds'] and all(map(_constant, v['seeds'])))}
   return out
+
+
+def _constant(predictions) -> bool:
+  """Whether one seed predicted the same label (or value) for every test item."""
+  values = np.asarray(predictions)
+  return values.dtype != object and values.size > 0 and bool((values == values.flat[0]).all())
 
 
 def _family(scored: dict, key_a, key_b, tasks: Sequence[str] | None = None) -> dict:
@@ -625,20 +633,34 @@ def pretrained_vs_random(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
     tasks = sorted(set(entry['probe']) | set(entry['finetune']))
     if not tasks:
       continue
+    # A fine-tuned control that predicted one label for every test item on
+    # every seed never trained: beating it shows that fine-tuning left the
+    # constant prediction, not that the pretrained features are better.
+    untrained = {t for t in tasks
+                 if (CONTROLS, RANDOM_CONTROL['finetune']) in scored[t]['constant']}
+
+    def counted(ev, task):
+      return ev == 'probe' or task not in untrained
+
     wins = {ev: sorted(t for t, e in entry[ev].items() if e['ci95'][0] > 0)
             for ev in RANDOM_CONTROL}
     wins_holm = {ev: sorted(t for t, e in entry[ev].items()
                             if e['significant_holm'] and e['estimate'] > 0)
                  for ev in RANDOM_CONTROL}
-    either = sorted(set(wins['probe']) | set(wins['finetune']))
+    either = sorted({t for ev in wins for t in wins[ev] if counted(ev, t)})
     entry['lexical'] = {t: e['scored'][(CONTROLS, 'lexical')].mean
                         for t, e in scored.items() if (CONTROLS, 'lexical') in e['scored']}
     entry['beats_random_init'] = {
         'criterion': 'pretrained minus random init: 95% t interval above 0, by '
-                     'probe or by fine-tuning',
+                     'probe or by fine-tuning; not by fine-tuning where the '
+                     'fine-tuned random-init control predicted one label for every '
+                     'test item on every seed',
         'count': len(either), 'of': len(tasks), 'tasks': either,
-        'by_probe': wins['probe'], 'by_finetune': wins['finetune'],
-        'count_holm': len(set(wins_holm['probe']) | set(wins_holm['finetune']))}
+        'by_probe': wins['probe'],
+        'by_finetune': [t for t in wins['finetune'] if counted('finetune', t)],
+        'untrained_control': sorted(untrained),
+        'by_finetune_over_untrained_control': [t for t in wins['finetune'] if t in untrained],
+        'count_holm': len({t for ev in wins_holm for t in wins_holm[ev] if counted(ev, t)})}
     out[name] = entry
   return out
 

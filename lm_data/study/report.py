@@ -380,7 +380,8 @@ def _random_section(result: dict, held_back: Sequence[str]) -> list[str]:
               f'{count["count"]} of {count["of"]} tasks** (95% interval above 0, by '
               f'probe or by fine-tuning; {count["count_holm"]} after Holm). By probe: '
               f'{", ".join(count["by_probe"]) or "none"}; by fine-tuning: '
-              f'{", ".join(count["by_finetune"]) or "none"}.', '']
+              f'{", ".join(count["by_finetune"]) or "none"}.'
+              + _untrained_text(count), '']
     rows = []
     for task in sorted(set(entry['probe']) | set(entry['finetune'])):
       p, f = entry['probe'].get(task), entry['finetune'].get(task)
@@ -391,6 +392,16 @@ def _random_section(result: dict, held_back: Sequence[str]) -> list[str]:
                      'fine-tune: pretrained', 'fine-tune: random', 'fine-tune Δ [95% CI]',
                      'lexical'], rows) + ['']
   return lines
+
+
+def _untrained_text(count: dict) -> str:
+  over = count.get('by_finetune_over_untrained_control')
+  if not over:
+    return ''
+  return (f' Not counted: fine-tuning on {", ".join(over)}, where the fine-tuned '
+          'random-init control predicted one label for every test item on every seed '
+          '(it never trained, so the difference shows that fine-tuning left the '
+          'constant prediction, not better features).')
 
 
 def _pairs_section(result: dict, held_back: Sequence[str]) -> list[str]:

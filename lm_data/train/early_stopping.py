@@ -34,9 +34,16 @@ SCORE = 'loss_mask'
 METRIC = 'selection_loss'
 
 
-def selection_sets(eval_sets: dict[str, list]) -> dict[str, list]:
-  """The fixed subset of each domain's held-out batches that decides when to stop."""
-  return {name: list(batches)[::SELECTION_STRIDE] for name, batches in eval_sets.items()}
+def selection_sets(eval_sets: dict[str, list], domains=None) -> dict[str, list]:
+  """The fixed subset of each domain's held-out batches that decides when to stop
+  (of `domains` only, if given: an arm trained on some domains is scored on them,
+  since its loss on the others rises as it specialises)."""
+  unknown = sorted(set(domains or ()) - set(eval_sets))
+  if unknown:
+    raise ValueError(f'early stopping domains {unknown} have no held-out rows; '
+                     f'held-out: {sorted(eval_sets)}')
+  return {name: list(batches)[::SELECTION_STRIDE] for name, batches in eval_sets.items()
+          if not domains or name in domains}
 
 
 @dataclasses.dataclass
@@ -45,6 +52,7 @@ class EarlyStopping:
   patience: int
   history: list[tuple[int, float]] = dataclasses.field(default_factory=list)
   stopped_at: int | None = None   # the evaluation step that ended training
+  domains: list[str] | None = None  # the held-out domains scored (None: all)
 
   @property
   def best_step(self) -> int | None:
@@ -67,7 +75,8 @@ class EarlyStopping:
 
   def to_dict(self) -> dict:
     return {'patience': self.patience, 'metric': 'held-out MLM loss at [MASK] on every '
-            f'{SELECTION_STRIDE}th held-out batch of each domain',
+            f'{SELECTION_STRIDE}th held-out batch of each scored domain',
+            'domains': self.domains or 'all',
             'history': [list(h) for h in self.history], 'best_step': self.best_step,
             'stopped_at': self.stopped_at}
 
@@ -75,7 +84,8 @@ class EarlyStopping:
     utils.write_json(path, self.to_dict())
 
   @classmethod
-  def resume(cls, path: utils.AnyPath, patience: int, restored_step: int) -> 'EarlyStopping':
+  def resume(cls, path: utils.AnyPath, patience: int, restored_step: int,
+             domains: list[str] | None = None) -> 'EarlyStopping':
     """The record as of `restored_step` (the step training continues from).
 
     A run that already stopped and kept its best step (restored_step == best)
@@ -85,12 +95,12 @@ class EarlyStopping:
     try:
       saved = json.loads(path.read_text())
     except FileNotFoundError:
-      return cls(patience)
+      return cls(patience, domains=domains)
     history = [(int(s), float(v)) for s, v in saved['history']]
-    done = cls(patience, history, saved.get('stopped_at'))
+    done = cls(patience, history, saved.get('stopped_at'), domains)
     if done.stopped_at is not None and done.best_step == restored_step:
       return done
-    kept = cls(patience, [h for h in history if h[0] <= restored_step])
+    kept = cls(patience, [h for h in history if h[0] <= restored_step], domains=domains)
     if kept.exhausted():  # stopped, killed before its later checkpoints were deleted
       kept.stopped_at = kept.history[-1][0]
     return kept

@@ -6,7 +6,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -118,7 +118,8 @@ def _log_first_step(writer, name: str, step: int, began: float, init_s: float) -
 def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
              train_iter: TrainIterator, eval_sets: Mapping[str, Iterable[dict]],
              vocab_size: int, meta: dict[str, Any], label: str = '',
-             tensorboard_dir: utils.AnyPath | None = None) -> PretrainResult:
+             tensorboard_dir: utils.AnyPath | None = None,
+             selection_domains: Sequence[str] | None = None) -> PretrainResult:
   """Trains `cfg.train.num_train_steps` steps, resuming from `arm_dir/checkpoints`.
 
   With `cfg.train.early_stopping_patience` > 0 it may stop sooner and return
@@ -133,6 +134,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     meta: JSON saved in every checkpoint (config, tokenizer path, ...).
     label: names the arm on the progress line (default: the folder name).
     tensorboard_dir: also write the logged scalars there as TensorBoard events.
+    selection_domains: the `eval_sets` early stopping scores (default: all).
   """
   began = time.perf_counter()
   tc = cfg.train  # validated by checks.check_study_config
@@ -182,7 +184,9 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
       state = init()
     start = int(state.step)
     init_s = time.perf_counter() - began
-    es = (early_stopping.EarlyStopping.resume(arm_dir / early_stopping.FILE, patience, start)
+    selection_domains = sorted(selection_domains) if selection_domains else None
+    es = (early_stopping.EarlyStopping.resume(arm_dir / early_stopping.FILE, patience, start,
+                                              selection_domains)
           if patience else None)
 
     strategy = parallel.make_strategy(tc.parallelism, model, tx, schedule, mesh,
@@ -192,7 +196,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     eval_step = steps.make_eval_step(model, mesh)
     to_device = functools.partial(loader.global_batch_to_device,
                                   sharding=steps.batch_sharding(mesh))
-    selection = early_stopping.selection_sets(eval_sets) if es else None
+    selection = early_stopping.selection_sets(eval_sets, selection_domains) if es else None
 
     flops_per_step = flops.train_flops_per_step(
         model_config, batch_size=tc.global_batch_size, seq_len=cfg.seq_len,

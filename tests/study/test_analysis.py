@@ -278,3 +278,28 @@ def test_pretrained_vs_random_and_arm_pairs_on_items():
   assert set(family) == {'flat', 'trec'}
   assert all(e['family_size'] == 2 and 'p_holm' in e for e in family.values())
   assert family['trec']['estimate'] < 0           # less data, lower probe accuracy
+
+
+def test_a_fine_tuned_control_that_never_trained_is_not_counted():
+  """Random-init fine-tuning that predicts one label for every test item on
+  every seed: the pretrained encoder's fine-tuning win over it is listed apart
+  and not counted; a probe win on the same task still counts."""
+  arms = fixtures.size_arms()
+  items = fixtures.paired_items(arms)
+  gold = items['trec']['items'].gold
+  control = items['trec']['evals'][(analysis.CONTROLS, 'random_init')]
+  control['seeds'] = [np.full_like(gold, np.bincount(gold).argmax()) for _ in range(3)]
+  flat = items['flat']['evals'][(analysis.CONTROLS, 'random_init')]
+  flat['seeds'] = [np.zeros_like(items['flat']['items'].gold)] * 2 + flat['seeds'][2:]
+  vs = analysis.analyze(fixtures.records(arms), items)['pretrained_vs_random']
+  top = vs['size_3']
+  assert top['finetune']['trec']['ci95'][0] > 0        # the interval alone would count it
+  count = top['beats_random_init']
+  assert count['untrained_control'] == ['trec']        # 'flat': one seed still varies
+  assert count['by_finetune_over_untrained_control'] == ['trec']
+  assert 'trec' not in count['by_finetune'] and count['by_probe'] == ['trec']
+  assert count['count'] == 1 and count['tasks'] == ['trec']
+  # An arm whose only win is by fine-tuning over the untrained control counts 0.
+  low = vs['size_0']['beats_random_init']
+  assert 'trec' not in low['by_probe']
+  assert low['count'] == 0 and low['by_finetune_over_untrained_control'] == ['trec']

@@ -4,6 +4,7 @@ import json
 import math
 
 import ml_collections
+import numpy as np
 import pytest
 
 from lm_data.study import report
@@ -217,3 +218,18 @@ def test_report_learning_probes_pretrained_vs_random_and_pairs(tmp_path):
   pairs = analysis_['arm_pairs']['pairs']
   assert pairs['size_0 - size_3']['probe']['trec']['p_holm'] is not None
   assert list(analysis_['pretrained_vs_random']) == ['size_0', 'size_1', 'size_2', 'size_3']
+
+
+def test_report_says_which_fine_tuning_wins_are_over_an_untrained_control(tmp_path):
+  arms = fixtures.add_learning(fixtures.size_arms(), [6.8, 6.1, 5.9, 5.7], 6.875,
+                               [0.10, 0.16, 0.17, 0.18], 0.132)
+  controls = fixtures.controls()
+  items = fixtures.paired_items(arms)
+  gold = items['trec']['items'].gold
+  items['trec']['evals'][(analysis.CONTROLS, 'random_init')]['seeds'] = [
+      np.full_like(gold, 0) for _ in range(3)]
+  _write_eval_files(tmp_path, arms, controls, items)
+  md = (tmp_path / 'report' / 'report.md')
+  report.write_report(tmp_path, {'name': 'size_ablation'}, arms, controls)
+  assert ('Not counted: fine-tuning on trec, where the fine-tuned random-init control '
+          'predicted one label for every test item on every seed') in md.read_text()

@@ -47,6 +47,17 @@ def test_resume_drops_later_scores_unless_the_run_had_stopped(tmp_path):
   assert done.stopped_at == 8 and len(done.history) == 4
 
 
+def test_selection_scores_every_fourth_batch_of_the_chosen_domains():
+  sets = {'legal': list(range(9)), 'news': list(range(10, 15))}
+  assert early_stopping.selection_sets(sets) == {'legal': [0, 4, 8], 'news': [10, 14]}
+  assert early_stopping.selection_sets(sets, ['news']) == {'news': [10, 14]}
+  with pytest.raises(ValueError, match=r"\['social'\] have no held-out rows"):
+    early_stopping.selection_sets(sets, ['news', 'social'])
+  es = early_stopping.EarlyStopping(patience=1, domains=['news'])
+  assert es.to_dict()['domains'] == ['news']
+  assert early_stopping.EarlyStopping(patience=1).to_dict()['domains'] == 'all'
+
+
 def _skewed(seed: int) -> dict:
   """fixtures.mlm_batch with token ids skewed towards small ids: a unigram to
   learn first (held-out loss falls), then two batches to memorise (it rises)."""
