@@ -19,6 +19,14 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 if 'LM_DATA_CONTROLS_CACHE' not in os.environ:  # made once, by the first process; removed by it
   os.environ['LM_DATA_CONTROLS_CACHE'] = tempfile.mkdtemp(prefix='lm_data_controls_')
   atexit.register(shutil.rmtree, os.environ['LM_DATA_CONTROLS_CACHE'], ignore_errors=True)
+# Tests compile the same tiny programs many times over (each `pretrain` call
+# builds fresh jitted closures): one persistent compilation cache per test
+# session, as `lm_data.compile_cache` gives a study, turns repeats into disk reads.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='lm_data_jax_cache_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PYPI_HOST = 'pypi.org'
