@@ -14,18 +14,24 @@ import pytest
 # Must happen before jax is imported anywhere.
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+
+def _session_dir(env: str, prefix: str) -> None:
+  """$env -> a temp folder made by the first process (subprocesses and xdist
+  workers inherit it) and removed when that process exits."""
+  if env not in os.environ:
+    os.environ[env] = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, os.environ[env], ignore_errors=True)
+
+
 # Control results computed by tests stay out of the user's cache (and a stale
-# one there cannot stand in for a computation a test checks); subprocesses inherit it.
-if 'LM_DATA_CONTROLS_CACHE' not in os.environ:  # made once, by the first process; removed by it
-  os.environ['LM_DATA_CONTROLS_CACHE'] = tempfile.mkdtemp(prefix='lm_data_controls_')
-  atexit.register(shutil.rmtree, os.environ['LM_DATA_CONTROLS_CACHE'], ignore_errors=True)
+# one there cannot stand in for a computation a test checks).
+_session_dir('LM_DATA_CONTROLS_CACHE', 'lm_data_controls_')
 # Tests compile the same tiny programs many times over (each `pretrain` call
 # builds fresh jitted closures): one persistent compilation cache per test
 # session, as `lm_data.compile_cache` gives a study, turns repeats into disk reads.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='lm_data_jax_cache_')
-  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
-os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+_session_dir('JAX_COMPILATION_CACHE_DIR', 'lm_data_jax_cache_')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')  # compile_cache.MIN_COMPILE_SECS (jax not imported yet)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

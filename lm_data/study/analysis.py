@@ -624,6 +624,11 @@ def pretrained_vs_random(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
   evaluation; `beats_random_init` counts tasks where either interval lies
   above 0 (and, stricter, where either Holm-adjusted test rejects).
   """
+  # A fine-tuned control that predicted one label for every test item on
+  # every seed never trained: beating it shows that fine-tuning left the
+  # constant prediction, not that the pretrained features are better.
+  untrained_all = {t for t, e in scored.items()
+                   if (CONTROLS, RANDOM_CONTROL['finetune']) in e['constant']}
   out = {}
   for arm in arms:
     name = arm.arm
@@ -633,11 +638,7 @@ def pretrained_vs_random(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
     tasks = sorted(set(entry['probe']) | set(entry['finetune']))
     if not tasks:
       continue
-    # A fine-tuned control that predicted one label for every test item on
-    # every seed never trained: beating it shows that fine-tuning left the
-    # constant prediction, not that the pretrained features are better.
-    untrained = {t for t in tasks
-                 if (CONTROLS, RANDOM_CONTROL['finetune']) in scored[t]['constant']}
+    untrained = untrained_all & set(tasks)
 
     def counted(ev, task):
       return ev == 'probe' or task not in untrained
