@@ -39,7 +39,7 @@ PRESETS = {  # name -> [(model, batch, seq)]
     'h200': [('base', 128, 128), ('base', 32, 512), ('large', 128, 128)],
 }
 PEERS = ('ours', 'torch_eager', 'torch_compile', 'hf_flax')
-MASK_RATE = 0.15  # as benchmarks/train_step.py: ceil(0.15 * seq) predictions per row
+MASK_RATE = 0.15  # benchmarks/train_step.py's default --mask_rate: ceil(0.15 * seq) per row
 
 _PRESET = flags.DEFINE_enum('preset', 'h200', list(PRESETS), 'Set of shapes to compare.')
 _MODEL = flags.DEFINE_string('model', None, 'One shape instead of --preset: model preset.')

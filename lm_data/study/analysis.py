@@ -504,14 +504,11 @@ def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> lis
 def gate_domains(arm: Arm) -> list[str] | None:
   """The held-out domains the learning gate reads for `arm`; None: pooled.
 
-  An arm trained on a strict subset of the held-out domains is judged on the
-  rows of its own domains (pooled over them): the other rows are text it was
-  never meant to model, which would hold a single-domain arm to an unfair
-  standard. Its own domains need per-domain count references, else pooled.
+  `records.own_domains`, the rows early stopping scored (pooled over them),
+  when each has per-domain count references; else pooled.
   """
-  measured = arm.heldout_domains()
-  own = [d for d in _domains(arm) if d in measured]
-  if not own or set(own) == set(measured):
+  own = records.own_domains(_domains(arm), arm.heldout_domains())
+  if own is None:
     return None
   if any(arm.references_over([d], 'mask') is None for d in own):
     return None

@@ -182,6 +182,17 @@ def pool_references(sets: Sequence[CountReferences]) -> CountReferences:
   return CountReferences(predictions=sum(counts), **fields)
 
 
+def own_domains(trained: Sequence[str], measured: Sequence[str]) -> list[str] | None:
+  """The held-out domains an arm is judged on (early stopping, learning gate).
+
+  An arm trained on a strict subset of the held-out domains is judged on the
+  rows of its own domains (in held-out order): the other rows are text it was
+  never meant to model. None: it is judged on every domain, pooled.
+  """
+  own = [d for d in measured if d in set(trained)]
+  return own if 0 < len(own) < len(set(measured)) else None
+
+
 def heldout_from_dict(d: dict | None) -> dict[str, HeldoutMetrics]:
   """{set: metrics} from its JSON (or `PretrainResult.heldout`)."""
   return {name: HeldoutMetrics.from_dict(h) for name, h in (d or {}).items()}

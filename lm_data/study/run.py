@@ -188,13 +188,12 @@ class Study:
               'vocab_size': self.tokenizer.vocab_size}
       # An arm trained on some of the held-out domains stops on their loss (as
       # the report's learning gate reads them), not on text it never models.
-      own = [d for d in self.domains if d in (arm.data.domains or ())]
       result = trainer.pretrain(arm_cfg, arm_dir, train_iter=train_iter,
                                 eval_sets=eval_sets, vocab_size=self.tokenizer.vocab_size,
                                 meta=meta, label=f'[arm {k}/{n}] {arm.name}',
                                 tensorboard_dir=self.workdir / 'tensorboard' / arm.name,
-                                selection_domains=own if 0 < len(own) < len(self.domains)
-                                else None)
+                                selection_domains=records_lib.own_domains(
+                                    arm.data.domains or (), self.domains))
     finally:
       train_iter.close()
     if not result.finished:

@@ -94,3 +94,16 @@ def test_pooling_the_domains_of_a_real_record_gives_its_pooled_set():
   assert record.heldout_over(domains[:1]).loss_mask == pytest.approx(
       record.heldout[domains[0]].loss_mask)
   assert record.heldout_over(['no_such_domain']) is None
+
+
+def test_an_arm_is_judged_on_its_own_domains_only_when_they_are_a_strict_subset():
+  """The rows early stopping scores and the learning gate reads (one rule)."""
+  held_out = ['legal', 'literature', 'conversational']
+  assert records.own_domains(['conversational'], held_out) == ['conversational']
+  # Held-out order, whatever the recipe's order; a domain with no held-out rows is ignored.
+  assert records.own_domains(['conversational', 'social', 'legal'], held_out) == [
+      'legal', 'conversational']
+  assert records.own_domains(['legal', 'literature', 'conversational'], held_out) is None
+  assert records.own_domains(['legal', 'conversational', 'literature', 'news'], held_out) is None
+  assert records.own_domains([], held_out) is None
+  assert records.own_domains(['social'], held_out) is None
