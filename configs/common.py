@@ -78,7 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
       num_train_steps=2800,   # optimizer steps per arm (fixed compute across arms)
       learning_rate=2e-3,     # peak AdamW learning rate
       warmup_steps=300,
-      schedule='linear',      # decay after warm-up: linear | cosine | constant
+      schedule='linear',      # decay after warm-up: linear | cosine | constant | wsd
+      decay_fraction=0.2,     # wsd: the final linear decay's share of all steps
       weight_decay=0.01,      # AdamW, not on biases / LayerNorm
       b1=0.9, b2=0.98, eps=1e-6,
       clip_norm=1.0,          # global-norm clipping; <= 0 disables

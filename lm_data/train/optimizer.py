@@ -8,21 +8,34 @@ import optax
 
 # Parameter leaf names excluded from weight decay: biases and LayerNorm scales.
 NO_DECAY_LEAVES = ('bias', 'scale')
-SCHEDULES = ('linear', 'cosine', 'constant')
+SCHEDULES = ('linear', 'cosine', 'constant', 'wsd')
 
 
 def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
-                           num_train_steps: int, schedule: str = 'linear') -> optax.Schedule:
-  """Linear warm-up to `learning_rate`, then constant or linear/cosine decay to 0."""
+                           num_train_steps: int, schedule: str = 'linear',
+                           decay_fraction: float = 0.2) -> optax.Schedule:
+  """Linear warm-up to `learning_rate`, then constant or decay to 0.
+
+  'linear' and 'cosine' decay over every step after warm-up; 'wsd'
+  (warm-up, stable, decay; Hägele et al. 2024) holds the peak and decays
+  linearly over the last `decay_fraction` of all steps, so a short run keeps
+  its rate high for longer.
+  """
   if schedule not in SCHEDULES:
     raise ValueError(
         f'unknown schedule {schedule!r}; known: {", ".join(SCHEDULES)}')
+  if schedule == 'wsd' and not 0 < decay_fraction <= 1:
+    raise ValueError(f'decay_fraction={decay_fraction} must be in (0, 1]')
   warmup = min(warmup_steps, num_train_steps)
   decay_steps = max(num_train_steps - warmup, 1)
   if schedule == 'constant':
     after = optax.constant_schedule(learning_rate)
   elif schedule == 'linear':
     after = optax.linear_schedule(learning_rate, 0.0, decay_steps)
+  elif schedule == 'wsd':
+    tail = min(max(round(decay_fraction * num_train_steps), 1), decay_steps)
+    after = optax.linear_schedule(learning_rate, 0.0, tail,
+                                  transition_begin=decay_steps - tail)
   else:
     after = optax.cosine_decay_schedule(learning_rate, decay_steps)
   if warmup == 0:
@@ -34,7 +47,8 @@ def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
 def train_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
   """The schedule of a pretraining `train` config."""
   return learning_rate_schedule(cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-                                num_train_steps=cfg.num_train_steps, schedule=cfg.schedule)
+                                num_train_steps=cfg.num_train_steps, schedule=cfg.schedule,
+                                decay_fraction=cfg.get('decay_fraction', 0.2))
 
 
 def decay_mask(params) -> Mapping:

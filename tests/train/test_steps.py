@@ -118,6 +118,18 @@ def test_linear_warmup_then_linear_decay():
                              [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
 
 
+def test_wsd_holds_the_peak_then_decays_over_the_last_fraction():
+  cfg = fixtures.tiny_config(learning_rate=1.0, warmup_steps=4, num_train_steps=20,
+                             schedule='wsd', decay_fraction=0.25)
+  schedule = optim.train_schedule(cfg.train)
+  # Warm-up to step 4, flat to step 15, then linear to 0 over the last 5 steps.
+  np.testing.assert_allclose([schedule(s) for s in (0, 2, 4, 10, 15, 17, 20)],
+                             [0.0, 0.5, 1.0, 1.0, 1.0, 0.6, 0.0], atol=1e-6)
+  with pytest.raises(ValueError, match=r'decay_fraction=0 must be in \(0, 1\]'):
+    optim.learning_rate_schedule(1.0, warmup_steps=0, num_train_steps=10,
+                                 schedule='wsd', decay_fraction=0)
+
+
 def test_two_layer_model_overfits_one_batch():
   cfg, model, tx, schedule, state = _setup(learning_rate=1e-2, warmup_steps=5,
                                             num_train_steps=100, schedule='constant')
