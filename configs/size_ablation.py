@@ -32,6 +32,10 @@ the 45-min budget there) — 4 arms x up to 3000 steps (seq 64, batch 32; 6.1M
 tokens each), arm k's probes, fine-tuning (500 examples, >= 120 steps) and
 controls running while arm k+1 pretrains (`overlap_downstream`). Pretraining
 alone is ~10 min per 3000-step arm there. :smoke about 1.5-2.5 min.
+Fewer steps (session 9): 2000 took 47 min 50 s on a slower day and left the
+full arm on the plateau (0.70 nats below the unigram); 2000 steps with
+`--config.train.schedule=wsd` took that arm to 1.08 (the whole study
+unmeasured so).
 Expected (measured, BUILD_NOTES.md 'Session 7'): held-out loss at [MASK]
 0.55 / 1.36 / 1.34 / 1.40 nats below the unigram for the 1/64 ... 1 arms
 (the 1/64 arm keeps step 2000, the others run all 3000; accuracy 0.18-0.21 vs

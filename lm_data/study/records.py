@@ -189,7 +189,8 @@ def own_domains(trained: Sequence[str], measured: Sequence[str]) -> list[str] | 
   rows of its own domains (in held-out order): the other rows are text it was
   never meant to model. None: it is judged on every domain, pooled.
   """
-  own = [d for d in measured if d in set(trained)]
+  mine = set(trained)
+  own = [d for d in measured if d in mine]
   return own if 0 < len(own) < len(set(measured)) else None
 
 
