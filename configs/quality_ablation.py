@@ -23,8 +23,8 @@ monotonically (6.27 clean, 6.51 at 5%, 7.23 at 20%); dedup lowers it a little
 (6.20), heuristic/compression filters do not at equal tokens; no filter
 changes a task significantly in Cramming's direction (MDEs 0.01-0.15).
 markup_0.5 reaches the lowest loss (5.85), lower on every held-out domain
-though its own count models of clean text are worse: a learning-dynamics
-effect at 1200 steps (BUILD_NOTES.md, 'Session 9'), untested past the plateau.
+though its own count models of clean text are worse; the gap widens at 3000
+steps (BUILD_NOTES.md, 'Session 9'). Unexplained.
 """
 
 import ml_collections
