@@ -54,7 +54,6 @@ _SPLITS = flags.DEFINE_integer('batch_splits', 0,
 HF_ACTIVATION = {'gelu': 'gelu_new', 'gelu_exact': 'gelu', 'relu': 'relu'}
 
 
-
 def _batch(rng, vocab, batch, seq, preds):
   import numpy as np
   ids = rng.integers(5, vocab, (batch, seq), dtype=np.int32)

@@ -9,11 +9,13 @@ import optax
 # Parameter leaf names excluded from weight decay: biases and LayerNorm scales.
 NO_DECAY_LEAVES = ('bias', 'scale')
 SCHEDULES = ('linear', 'cosine', 'constant', 'wsd')
+# 'wsd': the final decay's share of all steps, for a `train` config without the field.
+DECAY_FRACTION = 0.2
 
 
 def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
                            num_train_steps: int, schedule: str = 'linear',
-                           decay_fraction: float = 0.2) -> optax.Schedule:
+                           decay_fraction: float = DECAY_FRACTION) -> optax.Schedule:
   """Linear warm-up to `learning_rate`, then constant or decay to 0.
 
   'linear' and 'cosine' decay over every step after warm-up; 'wsd'
@@ -48,7 +50,7 @@ def train_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
   """The schedule of a pretraining `train` config."""
   return learning_rate_schedule(cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                                 num_train_steps=cfg.num_train_steps, schedule=cfg.schedule,
-                                decay_fraction=cfg.get('decay_fraction', 0.2))
+                                decay_fraction=cfg.get('decay_fraction', DECAY_FRACTION))
 
 
 def decay_mask(params) -> Mapping:
