@@ -14,7 +14,9 @@ Command:
   python main.py --config=configs/quality_ablation.py --workdir=runs/quality
 Variants: :smoke, :arm=NAME, :tpu (C4 + BERT-base; filters run on the stream),
 :gpu (the size ablation's one-GPU model and training, configs/common.py: gpu;
-9 arms, so ~2.2x its unmeasured runtime).
+9 arms, so ~2.2x its unmeasured runtime), :markup_open (adds the diagnostic arm
+markup_open_0.5: markup_0.5 without its closing tags; run it alone with
+`:markup_open,arm=markup_open_0.5`).
 Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 5'): 52 min
 14 s (1200 steps per arm, lighter fine-tuning: configs/common.py: nine_arms);
 :smoke 3 min 14 s.
@@ -36,7 +38,7 @@ ALL_FILTERS = ['heuristic', 'dedup_exact', 'dedup_near', 'compression']
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg, smoke=False, arm='', tpu=False, gpu=False)
+  a = common.parse_arg(arg, smoke=False, arm='', tpu=False, gpu=False, markup_open=False)
   c = common.base_config()
   c.name = 'quality_ablation'
   c.equal_budget = True
@@ -51,6 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'boilerplate_0.5': {'degrade': {'boilerplate': 0.5}},
       'markup_0.5': {'degrade': {'markup': 0.5}},
   }
+  if a.markup_open:  # the diagnostic arm: markup_0.5's blocks and tags, no closing tags
+    arms['markup_open_0.5'] = {'degrade': {'markup_open': 0.5}}
   if a.smoke:
     arms = {k: arms[k] for k in ('unfiltered', 'all_filters', 'char_noise_0.2')}
   c.arms = [ml_collections.ConfigDict(dict(

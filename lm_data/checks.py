@@ -7,8 +7,10 @@ what to change; validation raised by the library itself (unknown preset,
 task, domain, dtype, ...) is re-raised as one.
 """
 
+import json
 import os
 import sys
+from typing import Any
 
 import jax
 import ml_collections
@@ -27,6 +29,17 @@ from lm_data.train import trainer
 # train.* fields that count something and must be >= 1.
 POSITIVE_TRAIN_FIELDS = ('global_batch_size', 'eval_batch_size', 'num_train_steps',
                          'grad_accum_steps', 'checkpoint_every', 'log_every')
+
+# What fixes an arm's pretraining: a resumed workdir restores its checkpoints
+# and records, so a change here would continue (or report) another run. The
+# rest (fine-tuning, paths, which arm runs) may change between runs of one
+# workdir, and so may these train.* fields, which change how a step is run or
+# logged, not what it computes.
+PRETRAINING_SECTIONS = ('seed', 'seq_len', 'equal_budget', 'tokenizer', 'model', 'mask',
+                        'train')
+RESUMABLE_TRAIN_FIELDS = frozenset({'log_every', 'async_checkpointing', 'peak_tflops',
+                                    'parallelism', 'grad_accum_steps', 'keep_period',
+                                    'eval_batch_size'})
 
 
 def check_dir(path: str | os.PathLike[str], name: str) -> utils.AnyPath:
@@ -73,6 +86,63 @@ def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: i
     for name in config.tasks or tasks_lib.LOCAL_TASKS:
       # Unknown override keys or FinetuneSettings values fail here, not after other tasks ran.
       finetune_run.task_recipe(tasks_lib.get_task(name), config, model_max_len)
+
+
+def pretraining_settings(config: dict[str, Any]) -> dict[str, Any]:
+  """{dotted name: value} of a study config (as its config.json holds it) for
+  the settings that fix what its arms pretrain; arms are keyed by name."""
+  flat = {}
+
+  def walk(name: str, value: Any) -> None:
+    if isinstance(value, dict):
+      for key, item in value.items():
+        walk(f'{name}.{key}', item)
+    elif not (name.startswith('train.') and name[len('train.'):] in RESUMABLE_TRAIN_FIELDS):
+      flat[name] = value
+
+  for section in PRETRAINING_SECTIONS:
+    if section in config:
+      walk(section, config[section])
+  for arm in config.get('arms') or ():
+    walk(f'arms[{arm["name"]}]', {k: v for k, v in arm.items() if k != 'name'})
+  return flat
+
+
+def _started_arms(workdir: utils.AnyPath) -> set[str]:
+  """Arms of `workdir` with a checkpoint saved (which a run would resume)."""
+  arms = workdir / 'arms'
+  if not arms.exists():
+    return set()
+  return {d.name for d in arms.iterdir()
+          if (d / 'checkpoints').exists() and any((d / 'checkpoints').iterdir())}
+
+
+def check_resume(workdir: utils.AnyPath, config: ml_collections.ConfigDict) -> None:
+  """UserError if `workdir` holds checkpoints pretrained with other settings.
+
+  Shared settings count once any arm has a checkpoint, an arm's recipe once
+  that arm has one; settings present on only one side (an arm added, a field
+  that a later version introduced) are not compared.
+  """
+  path = workdir / 'config.json'
+  started = _started_arms(workdir) if path.exists() else set()
+  if not started:
+    return  # nothing to resume: a failed start may be retried with other settings
+  try:
+    before = pretraining_settings(json.loads(path.read_text()))
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise errors.UserError(f'{path} is not a study config ({e}); pass another --workdir '
+                           'or remove that file') from e
+  now = pretraining_settings(json.loads(json.dumps(utils.json_safe(config))))
+  changed = sorted(k for k in before.keys() & now.keys() if before[k] != now[k] and not (
+      k.startswith('arms[') and k[len('arms['):k.index(']')] not in started))
+  if changed:
+    shown = '; '.join(f'{k} {before[k]!r} -> {now[k]!r}' for k in changed[:4])
+    more = f' and {len(changed) - 4} more' if len(changed) > 4 else ''
+    raise errors.UserError(
+        f'--workdir {workdir} holds a study pretrained with other settings ({shown}{more}); '
+        'its checkpoints would be resumed as this run. Use a new --workdir, or set those '
+        'back')
 
 
 def check_study_config(config: ml_collections.ConfigDict) -> None:

@@ -12,6 +12,9 @@ their rate p means:
   this module's own synthetic strings (`BOILERPLATE_LINES`).
 - `markup`: each block is wrapped in an HTML-like template with probability p
   (`MARKUP_TEMPLATES`).
+- `markup_open`: the same draws, but only the template's opening half goes
+  before the block (no closing tags): the tags' local regularity without the
+  long-range match from an opening tag to its closing one.
 - `char_noise`: each non-space character gets a typo with probability p: a
   substitution, deletion, insertion (after it) or swap with the next character,
   equally likely. Whitespace is never touched, so lines and paragraphs stay.
@@ -21,6 +24,7 @@ then typos over everything).
 
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
+import functools
 import re
 import string
 
@@ -54,7 +58,7 @@ MARKUP_TEMPLATES = (
 # Characters used by substitutions and insertions.
 TYPO_ALPHABET = string.ascii_lowercase
 TYPO_OPS = ('substitute', 'delete', 'insert', 'swap')
-KINDS = ('word_shuffle', 'boilerplate', 'markup', 'char_noise')
+KINDS = ('word_shuffle', 'boilerplate', 'markup', 'markup_open', 'char_noise')
 
 _SENTENCE_RE = re.compile(r'[^.!?\n]+[.!?]*')
 _TERMINAL = '.!?'
@@ -63,8 +67,12 @@ _LINE_SEP_RE = re.compile(r'(\n)')
 _ALPHABET = np.frombuffer(TYPO_ALPHABET.encode('utf-32-le'), dtype=np.uint32)
 
 
+# markup_open draws as markup does, so the two wrap the same blocks alike.
+_RNG_STREAM = {'markup_open': 'markup'}
+
+
 def _rng(seed: int, kind: str, doc: Document) -> np.random.Generator:
-  return utils.rng(seed, kind, doc.source, doc.doc_id)
+  return utils.rng(seed, _RNG_STREAM.get(kind, kind), doc.source, doc.doc_id)
 
 
 def _shuffle_sentence(sentence: str, rng: np.random.Generator) -> str:
@@ -126,9 +134,10 @@ def boilerplate(text: str, p: float, rng: np.random.Generator
                           'chars_changed': chars}
 
 
-def markup(text: str, p: float, rng: np.random.Generator
+def markup(text: str, p: float, rng: np.random.Generator, *, closed: bool = True
            ) -> tuple[str, dict[str, int]]:
-  """Wraps each block in an HTML-like template w.p. p."""
+  """Wraps each block in an HTML-like template w.p. p (`closed=False`: only
+  its opening half, before the block)."""
   parts = _blocks(text)
   units = changed = chars = 0
   for i in range(0, len(parts), 2):
@@ -137,6 +146,8 @@ def markup(text: str, p: float, rng: np.random.Generator
     units += 1
     if rng.random() < p:
       template = MARKUP_TEMPLATES[rng.integers(len(MARKUP_TEMPLATES))]
+      if not closed:
+        template = template[:template.index('{}') + 2]
       new = template.format(parts[i])
       chars += len(new) - len(parts[i])
       parts[i] = new
@@ -194,6 +205,7 @@ _KIND_FNS: dict[str, Callable[[str, float, np.random.Generator],
     'word_shuffle': word_shuffle,
     'boilerplate': boilerplate,
     'markup': markup,
+    'markup_open': functools.partial(markup, closed=False),
     'char_noise': char_noise,
 }
 

@@ -218,13 +218,22 @@ class Study:
 
   def _pretrained_record(self, arm_dir, arm_config: dict) -> records_lib.ArmRecord | None:
     """The record a finished pretraining of this arm wrote, if its settings
-    are `arm_config` (as JSON reads back) and its checkpoint is still there."""
+    are `arm_config` (as JSON reads back) and its checkpoint is still there.
+
+    Other settings beside checkpoints are an error: the trainer would resume
+    them as this run (`checks.check_resume` catches changed config fields at
+    start; this catches a changed budget, i.e. changed data).
+    """
     path = arm_dir / PRETRAIN_RECORD
     if not path.exists():
       return None
     saved = json.loads(path.read_text())
     if saved.get('config') != json.loads(json.dumps(arm_config, sort_keys=True)):
-      logging.info('%s: settings changed since it was written; pretraining again', path)
+      checkpoints = arm_dir / 'checkpoints'
+      if checkpoints.exists() and any(checkpoints.iterdir()):
+        raise errors.UserError(
+            f'{arm_dir} was pretrained as {saved.get("config")}, not as {arm_config}; '
+            'use a new --workdir, or remove that folder to pretrain the arm again')
       return None
     record = records_lib.ArmRecord.from_dict(saved['record'])
     if not (arm_dir / 'checkpoints' / str(record.steps)).exists():
@@ -402,6 +411,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: utils.PathLike) -> dic
   """Runs (or resumes) every selected arm, the controls and the report."""
   arms = select_arms(config)
   workdir = checks.check_dir(workdir, '--workdir')  # a file there fails now, not after the tokenizer
+  checks.check_resume(workdir, config)
   study = Study(config, workdir)
   if study.is_main:
     utils.write_json(workdir / 'config.json', plain(config), sort_keys=True)

@@ -92,6 +92,19 @@ def test_markup_rate_and_stripping_tags_restores_text():
   assert stats['markup']['rate'] == pytest.approx(len(wrapped) / 1000)
 
 
+def test_markup_open_puts_the_same_opening_tags_and_no_closing_ones():
+  paragraphs = [f'Paragraph {i} says something.' for i in range(200)]
+  text = '\n\n'.join(paragraphs)
+  (closed,), _ = degrade.degrade(_docs([text]), {'markup': 0.5}, 3)
+  (opened,), stats = degrade.degrade(_docs([text]), {'markup_open': 0.5}, 3)
+  assert '</' not in opened.text and re.sub(r'<[^>]*>', '', opened.text) == text
+  for c, o, plain in zip(closed.text.split('\n\n'), opened.text.split('\n\n'), paragraphs):
+    # Drawn alike, so the same blocks get the same template, cut after the block.
+    assert o == c[:c.index(plain) + len(plain)]
+  assert stats['markup_open']['changed_units'] == sum(p.startswith('<') for p in
+                                                      opened.text.split('\n\n'))
+
+
 def test_blocks_are_lines_when_a_document_has_no_blank_line():
   (out,), stats = degrade.degrade(_docs(['one\ntwo\n\nthree\nfour']),
                                   {'markup': 1.0}, 0)
@@ -131,7 +144,7 @@ def test_zero_rates_change_nothing():
 
 def test_bad_rates_have_clear_errors():
   with pytest.raises(ValueError, match="unknown degradation 'typos'; known: "
-                     'word_shuffle, boilerplate, markup, char_noise'):
+                     'word_shuffle, boilerplate, markup, markup_open, char_noise'):
     degrade.degrade([], {'typos': 0.1}, 0)
   with pytest.raises(ValueError, match=r'markup=1.5 must be in \[0, 1\]'):
     degrade.degrade([], {'markup': 1.5}, 0)

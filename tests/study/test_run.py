@@ -1,5 +1,6 @@
 """Bad ablation configs fail before any work, with a message saying what to change."""
 
+import json
 import types
 
 import jax
@@ -20,6 +21,13 @@ def test_shipped_configs_and_variants_validate(module):
     assert arms and len({a.name for a in arms}) == len(arms)
   one = module.get_config('arm=' + module.get_config().arms[0].name)
   assert [a.name for a in run.select_arms(one)] == [one.arms[0].name]
+
+
+def test_quality_markup_open_variant_adds_its_diagnostic_arm():
+  arms = run.select_arms(quality_ablation.get_config('markup_open,arm=markup_open_0.5'))
+  assert [a.name for a in arms] == ['markup_open_0.5']
+  assert arms[0].data.degrade.to_dict() == {'markup_open': 0.5}
+  assert len(quality_ablation.get_config().arms) == 9  # not in the default study
 
 
 def _bad(mutate, match):
@@ -205,8 +213,48 @@ def test_pretrained_record_is_reused_only_for_the_same_settings(tmp_path):
   (arm_dir / 'checkpoints' / '30').mkdir(parents=True)
   got = run.Study._pretrained_record(study, arm_dir, settings)
   assert got.to_dict() == record.to_dict()
-  assert run.Study._pretrained_record(study, arm_dir, {**settings, 'budget': 50}) is None
   assert run.Study._pretrained_record(study, tmp_path / 'other', settings) is None
+  # Other settings beside its checkpoints: the trainer would resume them as this
+  # run, so it is refused; without checkpoints the arm simply pretrains again.
+  with pytest.raises(errors.UserError, match=r"'budget': 100.*not as.*'budget': 50.*new --workdir"):
+    run.Study._pretrained_record(study, arm_dir, {**settings, 'budget': 50})
+  (arm_dir / 'checkpoints' / '30').rmdir()
+  assert run.Study._pretrained_record(study, arm_dir, {**settings, 'budget': 50}) is None
+
+
+def test_a_workdir_resumes_only_with_its_pretraining_settings(tmp_path):
+  """A workdir's checkpoints are resumed as the run at hand, so changing what
+  an arm pretrains (rate, model, an arm's recipe) fails at start; fine-tuning,
+  logging, which arm runs, and arms added may change."""
+  from lm_data import utils  # pylint: disable=import-outside-toplevel
+  first = size_ablation.get_config('smoke')
+  saved = run.plain(first)
+  del saved['train']['decay_fraction']  # a field a later version added is not compared
+  utils.write_json(tmp_path / 'config.json', saved, sort_keys=True)
+  rate = size_ablation.get_config('smoke')
+  rate.train.learning_rate = 1e-3
+  checks.check_resume(tmp_path, rate)  # no checkpoint yet: a failed start may change anything
+  (tmp_path / 'arms' / 'size_1-64' / 'checkpoints' / '30').mkdir(parents=True)
+  same = size_ablation.get_config('smoke')
+  same.finetune.seeds, same.train.log_every, same.arm = 5, 7, 'size_1-64'
+  same.arms.append(ml_collections.ConfigDict(dict(same.arms[0].to_dict(), name='new')))
+  same.arms[-1].data.budget_fraction = 0.5
+  same.arms[1].data.budget_fraction = 0.5  # an arm without checkpoints may change
+  checks.check_resume(tmp_path, same)
+  with pytest.raises(errors.UserError,
+                     match=r'other settings \(train.learning_rate 0.002 -> 0.001\); .*new --workdir'):
+    run.run_study(rate, tmp_path)  # before any work: no tokenizer, config.json unchanged
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['arms', 'config.json']
+  assert json.loads((tmp_path / 'config.json').read_text()) == saved
+  recipe = size_ablation.get_config('smoke')
+  recipe.arms[0].data.budget_fraction = 0.5
+  recipe.model.preset = 'mini'
+  with pytest.raises(errors.UserError, match=r"arms\[size_1-64\].data.budget_fraction "
+                     r"0.015625 -> 0.5; model.preset 'tiny' -> 'mini'\)"):
+    checks.check_resume(tmp_path, recipe)
+  (tmp_path / 'config.json').write_text('[1, 2]')
+  with pytest.raises(errors.UserError, match='is not a study config'):
+    checks.check_resume(tmp_path, same)
 
 
 def test_one_arm_of_a_job_array_gets_the_study_budget(tmp_path, monkeypatch):
