@@ -177,6 +177,7 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
   c.train.num_train_steps = 100_000
   c.train.learning_rate = 4e-4
   c.train.warmup_steps = 5_000
+  c.train.schedule = 'linear'
   c.train.log_every = 200
   c.train.checkpoint_every = 2_000
   c.train.keep_period = 20_000
