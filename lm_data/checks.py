@@ -7,6 +7,7 @@ what to change; validation raised by the library itself (unknown preset,
 task, domain, dtype, ...) is re-raised as one.
 """
 
+from collections.abc import Collection
 import json
 import os
 import sys
@@ -88,9 +89,11 @@ def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: i
       finetune_run.task_recipe(tasks_lib.get_task(name), config, model_max_len)
 
 
-def pretraining_settings(config: dict[str, Any]) -> dict[str, Any]:
+def pretraining_settings(config: dict[str, Any],
+                         arms: Collection[str] | None = None) -> dict[str, Any]:
   """{dotted name: value} of a study config (as its config.json holds it) for
-  the settings that fix what its arms pretrain; arms are keyed by name."""
+  the settings that fix what its arms pretrain; arms are keyed by name, and
+  only those in `arms` are included when it is given."""
   flat = {}
 
   def walk(name: str, value: Any) -> None:
@@ -104,17 +107,20 @@ def pretraining_settings(config: dict[str, Any]) -> dict[str, Any]:
     if section in config:
       walk(section, config[section])
   for arm in config.get('arms') or ():
-    walk(f'arms[{arm["name"]}]', {k: v for k, v in arm.items() if k != 'name'})
+    if arms is None or arm['name'] in arms:
+      walk(f'arms[{arm["name"]}]', {k: v for k, v in arm.items() if k != 'name'})
   return flat
 
 
+def has_checkpoint(arm_dir: utils.AnyPath) -> bool:
+  """Whether an arm folder holds a saved step (which a run would resume)."""
+  checkpoints = arm_dir / 'checkpoints'
+  return checkpoints.exists() and any(checkpoints.iterdir())
+
+
 def _started_arms(workdir: utils.AnyPath) -> set[str]:
-  """Arms of `workdir` with a checkpoint saved (which a run would resume)."""
   arms = workdir / 'arms'
-  if not arms.exists():
-    return set()
-  return {d.name for d in arms.iterdir()
-          if (d / 'checkpoints').exists() and any((d / 'checkpoints').iterdir())}
+  return {d.name for d in arms.iterdir() if has_checkpoint(d)} if arms.exists() else set()
 
 
 def check_resume(workdir: utils.AnyPath, config: ml_collections.ConfigDict) -> None:
@@ -129,13 +135,13 @@ def check_resume(workdir: utils.AnyPath, config: ml_collections.ConfigDict) -> N
   if not started:
     return  # nothing to resume: a failed start may be retried with other settings
   try:
-    before = pretraining_settings(json.loads(path.read_text()))
+    before = pretraining_settings(json.loads(path.read_text()), started)
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise errors.UserError(f'{path} is not a study config ({e}); pass another --workdir '
                            'or remove that file') from e
-  now = pretraining_settings(json.loads(json.dumps(utils.json_safe(config))))
-  changed = sorted(k for k in before.keys() & now.keys() if before[k] != now[k] and not (
-      k.startswith('arms[') and k[len('arms['):k.index(']')] not in started))
+  # config.json was written as json_safe(config), so both sides are alike.
+  now = pretraining_settings(utils.json_safe(config), started)
+  changed = sorted(k for k in before.keys() & now.keys() if before[k] != now[k])
   if changed:
     shown = '; '.join(f'{k} {before[k]!r} -> {now[k]!r}' for k in changed[:4])
     more = f' and {len(changed) - 4} more' if len(changed) > 4 else ''

@@ -229,8 +229,7 @@ class Study:
       return None
     saved = json.loads(path.read_text())
     if saved.get('config') != json.loads(json.dumps(arm_config, sort_keys=True)):
-      checkpoints = arm_dir / 'checkpoints'
-      if checkpoints.exists() and any(checkpoints.iterdir()):
+      if checks.has_checkpoint(arm_dir):
         raise errors.UserError(
             f'{arm_dir} was pretrained as {saved.get("config")}, not as {arm_config}; '
             'use a new --workdir, or remove that folder to pretrain the arm again')
