@@ -91,6 +91,9 @@ def base_config() -> ml_collections.ConfigDict:
       # > 0: score held-out loss at every checkpoint, stop after this many scores
       # without a new lowest, keep that step (lm_data/train/early_stopping.py)
       early_stopping_patience=0,
+      # wsd with early stopping: when it stops before the decay, train the decay
+      # from the kept step (a branched cool-down) and keep the best of the branch
+      cooldown_on_stop=False,
       async_checkpointing=True,
       peak_tflops=0.0,        # MFU denominator per device; 0 = data sheet or measured
       eval_batch_size=64,     # held-out MLM evaluation
@@ -178,6 +181,7 @@ def tpu(c: ml_collections.ConfigDict, *, tfds_name: str = 'c4/en') -> ml_collect
   c.train.learning_rate = 4e-4
   c.train.warmup_steps = 5_000
   c.train.schedule = 'linear'
+  c.train.cooldown_on_stop = False  # a wsd option
   c.train.log_every = 200
   c.train.checkpoint_every = 2_000
   c.train.keep_period = 20_000

@@ -8,6 +8,9 @@ repeat their data (epochs are reported). Each arm keeps the checkpoint with
 the lowest held-out loss (scored every 250 steps; it stops 2 scores after it):
 a small arm that overfits its repeated data is compared at its best, as
 MiniBERTas chose checkpoints by held-out perplexity, not at an overfitted end.
+An arm stopped while the wsd rate is still held then trains the decay from
+its kept step (a branched cool-down, `train.cooldown_on_stop`) and keeps the
+lowest of that branch, so every arm's model has had a decay.
 `fixed_epochs` trains every arm for the same number of epochs instead (compute
 grows with data).
 
@@ -73,6 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.schedule = 'wsd'
   c.train.checkpoint_every = 250
   c.train.early_stopping_patience = 2
+  c.train.cooldown_on_stop = True   # an arm stopped on the held rate still gets the decay
   c.finetune.max_train_examples = 500
   c.finetune.min_train_steps = 120
   c.arms = [ml_collections.ConfigDict(dict(

@@ -189,6 +189,11 @@ def check_study_config(config: ml_collections.ConfigDict) -> None:
     optimizer.train_schedule(tc)
     masking.MaskConfig.from_config(
         config.mask, vocab_size=config.tokenizer.vocab_size).for_eval(config.mask)
+  if tc.get('cooldown_on_stop', False) and (tc.schedule != 'wsd' or not patience):
+    raise errors.UserError(
+        'train.cooldown_on_stop branches the wsd decay from the step early stopping '
+        f'kept; it needs train.schedule=wsd (is {tc.schedule!r}) and '
+        f'train.early_stopping_patience > 0 (is {patience}); set those or turn it off')
   if not 0 < config.seq_len <= model_config.max_len:
     raise errors.UserError(f'seq_len={config.seq_len} must be in [1, model max_len '
                            f'{model_config.max_len}]; lower it or raise '

@@ -235,6 +235,14 @@ def _arms_section(arms: Sequence[Arm], held_back: Sequence[str] = ()) -> list[st
   return ['## Arms', ''] + _table(header, rows) + [''] + _early_stopping_lines(arms)
 
 
+def _kept(name: str, es: dict) -> str:
+  if es.get('cooldown_from') is None:
+    return f'{name} kept step {es["best_step"]} of {es["stopped_at"]} trained'
+  return (f'{name} stopped at step {es["stopped_at"]}, trained the decay from step '
+          f'{es["cooldown_from"]} to {es["cooldown_end"]} and kept step {es["best_step"]} '
+          f'({es["steps_trained"]} steps trained)')
+
+
 def _early_stopping_lines(arms: Sequence[Arm]) -> list[str]:
   """Which step each early-stopped arm kept, and where it stopped."""
   done = [(a.arm, a.data_stats['early_stopping']) for a in arms
@@ -242,8 +250,7 @@ def _early_stopping_lines(arms: Sequence[Arm]) -> list[str]:
   if not done:
     return []
   es = done[0][1]
-  kept = '; '.join(f'{name} kept step {e["best_step"]} of {e["stopped_at"]} trained'
-                   for name, e in done)
+  kept = '; '.join(_kept(name, e) for name, e in done)
   return [f'Early stopping (patience {es["patience"]}, scored at every checkpoint on the '
           f'{es["metric"]}): {kept}. Tokens seen, epochs and FLOPs are those of the '
           'kept step.', '']

@@ -148,7 +148,10 @@ def make_manager(directory: utils.PathLike, *, max_to_keep: int = MAX_TO_KEEP,
                     keep_checkpoints_without_metrics=False)]
     if keep_period:
       policies.append(ocp.checkpoint_managers.EveryNSteps(keep_period))
-    keep = {'preservation_policy': ocp.checkpoint_managers.AnyPreservationPolicy(policies)}
+    # best_fn too: without it Orbax keeps the metrics in memory only, so a
+    # resumed run saw none and its next save deleted the lowest step.
+    keep = {'preservation_policy': ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+            'best_fn': lambda m: m[keep_lowest], 'best_mode': 'min'}
   elif not read_only:
     keep = {'max_to_keep': max_to_keep, 'keep_period': keep_period}
   options = ocp.CheckpointManagerOptions(

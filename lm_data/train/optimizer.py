@@ -35,7 +35,7 @@ def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
   elif schedule == 'linear':
     after = optax.linear_schedule(learning_rate, 0.0, decay_steps)
   elif schedule == 'wsd':
-    tail = min(max(round(decay_fraction * num_train_steps), 1), decay_steps)
+    tail = _wsd_tail(warmup, num_train_steps, decay_fraction)
     after = optax.linear_schedule(learning_rate, 0.0, tail,
                                   transition_begin=decay_steps - tail)
   else:
@@ -44,6 +44,31 @@ def learning_rate_schedule(learning_rate: float, *, warmup_steps: int,
     return after
   return optax.join_schedules(
       [optax.linear_schedule(0.0, learning_rate, warmup), after], [warmup])
+
+
+def _wsd_tail(warmup: int, num_train_steps: int, decay_fraction: float) -> int:
+  """Steps of the wsd schedule's final decay."""
+  return min(max(round(decay_fraction * num_train_steps), 1),
+             max(num_train_steps - warmup, 1))
+
+
+def wsd_decay(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(first step of the final decay, its length) of a `train` config's wsd schedule."""
+  warmup = min(cfg.warmup_steps, cfg.num_train_steps)
+  tail = _wsd_tail(warmup, cfg.num_train_steps, cfg.get('decay_fraction', DECAY_FRACTION))
+  return cfg.num_train_steps - tail, tail
+
+
+def cooldown_schedule(cfg: ml_collections.ConfigDict, start: int) -> optax.Schedule:
+  """The wsd decay moved to begin at step `start` (early stopping's branched cool-down).
+
+  From the rate the run had at `start`, linear to 0 over the wsd decay's length;
+  before `start`, the run's own schedule (a resumed step count reads the same rate).
+  """
+  base = train_schedule(cfg)
+  _, tail = wsd_decay(cfg)
+  decay = optax.linear_schedule(float(base(start)), 0.0, tail)
+  return optax.join_schedules([base, decay], [start])
 
 
 def train_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
@@ -60,15 +85,18 @@ def decay_mask(params) -> Mapping:
       params)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_optimizer(cfg: ml_collections.ConfigDict,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
   """Global-norm clipping followed by AdamW.
 
   Args:
     cfg: the `train` config: learning_rate, warmup_steps, num_train_steps,
       schedule, weight_decay, b1, b2, eps, clip_norm (<= 0 disables).
+    schedule: the learning rate by step instead of `train_schedule(cfg)` (the
+      optimizer state does not depend on it).
   """
   adamw = optax.adamw(
-      train_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+      schedule or train_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
       weight_decay=cfg.weight_decay, mask=decay_mask)
   if cfg.clip_norm and cfg.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)

@@ -214,7 +214,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     window = {}  # metric sums since the last logged step: a smoothed train loss
     tokens_per_step = tc.global_batch_size * cfg.seq_len
 
-    def report(pending):
+    def report(pending, until: int):
       """Fetches the metrics of `pending` [(step, metrics)] at once, checks, logs.
 
       One host round trip per log period (not per step): a non-finite loss stops
@@ -230,7 +230,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
               'lower train.learning_rate or raise train.warmup_steps')
         for k in ('loss_sum', 'correct_sum', 'weight_sum'):
           window[k] = window.get(k, 0.0) + float(m[k])
-        if step % tc.log_every and step != tc.num_train_steps:
+        if step % tc.log_every and step != until:
           continue
         timing = progress.tick(step)
         out = metrics_lib.reduce_sums({**m, **window})  # means over the window
@@ -242,57 +242,108 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         progress.log(step, timing, out)
       pending.clear()
 
-    def select(step) -> dict:
-      """Early stopping's evaluation at a checkpoint step: the checkpoint metric."""
+    def select(step) -> tuple[dict, bool]:
+      """Early stopping's evaluation at a checkpoint step: (the checkpoint metric,
+      whether training stops here)."""
       loss = evaluate(eval_step, strategy.host_state(state).params, selection,
                       to_device)['all'][early_stopping.SCORE]
-      es.update(step, loss)
+      done = es.update(step, loss)
       writer.write(step, {'heldout/selection/loss': loss, 'best_step': es.best_step})
       if is_main:
         es.save(arm_dir / early_stopping.FILE)
-      return {early_stopping.METRIC: loss}
+      return {early_stopping.METRIC: loss}, done
 
-    pending = []  # (step, device metrics) not yet fetched
-    step = start
-    with _StopFlag() as stop:
-      while step < tc.num_train_steps and not (es and es.stopped_at):
+    def run(until: int, stop: _StopFlag) -> bool:
+      """Trains from `step` to `until`, checkpointing (and scoring) on the way.
+
+      Returns False when SIGTERM ended it; early stopping ends it quietly.
+      """
+      nonlocal state, step
+      pending = []  # (step, device metrics) not yet fetched
+      first = step
+      while step < until:
         batch = next(train_iter)
         state, m = strategy.train_step(state, strategy.place_batch(batch))
-        if step == start:
+        if step == first:
           jax.block_until_ready(m)
-          _log_first_step(writer, label or arm_dir.name, step + 1, began, init_s)
+          if first == start:
+            _log_first_step(writer, label or arm_dir.name, step + 1, began, init_s)
         # The previous step was a log step: fetch now, with this one queued.
         if pending and pending[-1][0] % tc.log_every == 0:
-          report(pending)
+          report(pending, until)
         step += 1
         pending.append((step, m))
-        last = step == tc.num_train_steps
+        last = step == until
         stopping = stop.should_stop()
+        es_stop = False
         if last or stopping or step % tc.checkpoint_every == 0:
-          report(pending)
-          scored = es is not None and (last or step % tc.checkpoint_every == 0)
-          ckpt_metrics = select(step) if scored else None
+          report(pending, until)
+          if es is not None and (last or step % tc.checkpoint_every == 0):
+            ckpt_metrics, es_stop = select(step)
+          else:
+            ckpt_metrics = None
           checkpoint.save(manager, step, strategy.host_state(state),
                           train_iter.get_state(), meta, metrics=ckpt_metrics,
-                          force=last or stopping or bool(es and es.stopped_at))
-        if es and es.stopped_at:
+                          force=last or stopping or es_stop)
+        if es_stop and es.cooldown_from is None:
           logging.info('%s: early stopping at step %d, %d evaluations after the lowest '
                        'held-out loss (step %d)', label or arm_dir.name, step, patience,
                        es.best_step)
           break
         if stopping:
           logging.warning('SIGTERM: saved step %d of %s; exiting', step, arm_dir.name)
-          break
+          return False
       if pending:
-        report(pending)
-    manager.wait_until_finished()
-    params = strategy.host_state(state).params
-    finished = step >= tc.num_train_steps or bool(es and es.stopped_at)
-    if es and finished:  # keep the best step; its later checkpoints go
-      if es.stopped_at is None:  # ran to the end: a resumed run need not train again
-        es.stopped_at = step
+        report(pending, until)
+      return True
+
+    def branch_cooldown():
+      """Back to the kept step, to train the decay from there (`cooldown_on_stop`)."""
+      nonlocal state, step, strategy, progress
+      host_state = strategy.host_state(state)
+      if es.cooldown_from is None:
+        manager.wait_until_finished()
+        es.begin_cooldown(decay_steps)
+        for later in [s for s in manager.all_steps() if s > es.cooldown_from]:
+          manager.delete(later)   # before the record names the branch: see resume
         if is_main:
           es.save(arm_dir / early_stopping.FILE)
+        if step != es.cooldown_from:
+          host_state, data_state, _ = checkpoint.restore(manager, abstract, es.cooldown_from)
+          train_iter.set_state(data_state)
+          step = es.cooldown_from
+        logging.info('%s: cool-down from the kept step %d to step %d (the wsd decay, '
+                     'branched)', label or arm_dir.name, es.cooldown_from, es.cooldown_end)
+      schedule = optim.cooldown_schedule(tc, es.cooldown_from)
+      strategy = parallel.make_strategy(tc.parallelism, model,
+                                        optim.make_optimizer(tc, schedule), schedule, mesh,
+                                        accum_steps=tc.grad_accum_steps)
+      state = strategy.place_state(host_state)
+      progress = metrics_lib.Progress(es.cooldown_end, step,
+                                      name=f'{label or arm_dir.name} cool-down')
+
+    # train.cooldown_on_stop: a kept step from before the wsd decay gets the decay
+    # on a branch (early_stopping.py); checks.check_study_config allows it only there.
+    cooldown = bool(tc.get('cooldown_on_stop', False)) and es is not None
+    decay_start, decay_steps = optim.wsd_decay(tc) if cooldown else (0, 0)
+    step = start
+    with _StopFlag() as stop:
+      finished = es is not None and es.stopped_at is not None
+      if not finished:
+        finished = run(tc.num_train_steps, stop)
+        if finished and es and es.stopped_at is None:  # ran to the end
+          es.stopped_at = step
+          if is_main:
+            es.save(arm_dir / early_stopping.FILE)
+      # Only after a stop by patience: a run that reached its end had its decay.
+      if finished and es and cooldown and (es.cooldown_from is not None or (
+          es.stopped_at < tc.num_train_steps and es.best_step < decay_start)):
+        if not es.cooled_down:
+          branch_cooldown()
+          finished = run(es.cooldown_end, stop)
+    manager.wait_until_finished()
+    params = strategy.host_state(state).params
+    if es and finished:  # keep the best step; its later checkpoints go
       step = es.best_step
       for later in [s for s in manager.all_steps() if s > step]:
         manager.delete(later)

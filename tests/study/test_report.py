@@ -66,6 +66,14 @@ def test_early_stopped_arms_say_which_step_they_kept(tmp_path):
           'at [MASK] on every 4th held-out batch of each domain): size_0 kept step 1000 of 2000 '
           'trained.') in md
   assert 'size_1 kept' not in md
+  arms[1]['data_stats']['early_stopping'] = {
+      **arms[0]['data_stats']['early_stopping'], 'cooldown_from': 1000,
+      'cooldown_end': 1600, 'cooldown_history': [[1500, 5.7], [1600, 5.6]], 'best_step': 1600,
+      'steps_trained': 2600}
+  report.write_report(tmp_path, {'name': 'size_ablation'}, arms, fixtures.controls())
+  md = (tmp_path / 'report' / 'report.md').read_text()
+  assert ('size_0 kept step 1000 of 2000 trained; size_1 stopped at step 2000, trained '
+          'the decay from step 1000 to 1600 and kept step 1600 (2600 steps trained).') in md
   report.write_report(tmp_path, {'name': 'size_ablation'}, fixtures.size_arms(),
                       fixtures.controls())
   assert 'Early stopping' not in (tmp_path / 'report' / 'report.md').read_text()

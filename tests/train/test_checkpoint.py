@@ -285,3 +285,22 @@ def test_finetune_refuses_a_damaged_checkpoint_in_one_line(finished_run, tmp_pat
   entry_points.assert_one_line_error(result, f'checkpoint {ckpt}/6/state ',
                                      '--config.step=3')
   assert not (tmp_path / 'out' / 'arms').exists()
+
+
+def test_the_lowest_step_survives_a_restart_of_its_manager(tmp_path):
+  """Early stopping's kept step is older than the last two: a resumed run's
+  manager must know its metric, or its next save deletes it."""
+  state = {'w': np.arange(3.0)}
+
+  def save(manager, step, loss):
+    checkpoint.save(manager, step, state, {'k': step}, {}, force=True,
+                    metrics={'selection_loss': loss})
+
+  manager = checkpoint.make_manager(tmp_path, keep_lowest='selection_loss', async_save=False)
+  for step, loss in [(2, 5.0), (4, 3.0), (6, 4.0), (8, 4.5)]:
+    save(manager, step, loss)
+  manager.close()
+  manager = checkpoint.make_manager(tmp_path, keep_lowest='selection_loss', async_save=False)
+  save(manager, 10, 4.6)
+  assert manager.all_steps() == [4, 8, 10]
+  manager.close()

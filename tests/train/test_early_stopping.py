@@ -6,10 +6,13 @@ import chex
 import numpy as np
 import pytest
 
+from lm_data import checks
+from lm_data import errors
 from lm_data.input_pipeline import loader
 from lm_data.models.bert import BertForMLM
 from lm_data.train import checkpoint
 from lm_data.train import early_stopping
+from lm_data.train import optimizer
 from lm_data.train import steps
 from lm_data.train import trainer
 from tests.train import fixtures
@@ -178,3 +181,141 @@ def test_killed_runs_resume_to_the_same_choice_without_training_again(
   chex.assert_trees_all_equal(result.params, straight.params)
   kept = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
   assert kept[-1] == straight.step
+
+
+# ---------------------------------------------------------------- cool-down
+
+def test_a_cooldown_branch_replaces_the_scores_after_its_start(tmp_path):
+  es = early_stopping.EarlyStopping(patience=2)
+  for step, loss in [(2, 5.0), (4, 4.0), (6, 4.5), (8, 4.6)]:
+    es.update(step, loss)
+  assert es.stopped_at == 8 and es.best_step == 4
+  es.begin_cooldown(6)
+  assert (es.cooldown_from, es.cooldown_end) == (4, 10) and not es.cooled_down
+  # Branch scores at 6 and 8 replace the main run's; it stops only at its end.
+  assert not es.update(6, 4.1) and es.best_step == 4
+  assert not es.update(8, 3.5) and es.best_step == 8
+  path = tmp_path / early_stopping.FILE
+  es.save(path)           # killed here, restored at the branch's step 8
+  assert es.update(10, 3.7) and es.cooled_down and es.best_step == 8
+  saved = es.to_dict()
+  assert saved['steps_trained'] == 8 + 6 and saved['stopped_at'] == 8
+  mid = early_stopping.EarlyStopping.resume(path, 2, 6)
+  assert mid.cooldown_history == [(6, 4.1)] and mid.cooldown_end == 10
+  assert mid.history == es.history  # the main run's record stays whole
+  es.save(path)
+  done = early_stopping.EarlyStopping.resume(path, 2, 8)
+  assert done.cooled_down and done.to_dict() == saved
+  again = early_stopping.EarlyStopping.resume(path, 2, 10)   # killed before deleting 10
+  assert again.cooled_down and again.best_step == 8
+  # Restored before the branch (its start step's checkpoint was lost): no branch.
+  before = early_stopping.EarlyStopping.resume(path, 2, 2)
+  assert before.cooldown_from is None and before.history == [(2, 5.0)]
+
+
+def test_cooldown_schedule_is_the_wsd_decay_moved_to_its_start():
+  cfg = _config(schedule='wsd', decay_fraction=0.25, learning_rate=1e-2).train
+  assert optimizer.wsd_decay(cfg) == (12, 4)
+  lr = optimizer.cooldown_schedule(cfg, 8)
+  want = [min(t / 2, 1) * 1e-2 for t in range(8)] + [1e-2 * (1 - (t - 8) / 4) for t in range(8, 12)] + [0.0] * 4
+  np.testing.assert_allclose([float(lr(t)) for t in range(16)], want, rtol=1e-6, atol=1e-9)
+  early = optimizer.cooldown_schedule(cfg, 1)  # from inside the warm-up: from the rate there
+  np.testing.assert_allclose([float(early(t)) for t in range(1, 6)],
+                             [5e-3, 3.75e-3, 2.5e-3, 1.25e-3, 0.0], rtol=1e-6, atol=1e-9)
+
+
+COOLDOWN = dict(schedule='wsd', decay_fraction=0.25, early_stopping_patience=2,
+                cooldown_on_stop=True)
+
+
+class KilledAfter(TwoBatches):
+  """TwoBatches that dies at its `calls`-th batch, counted over restores."""
+
+  def __init__(self, calls):
+    super().__init__()
+    self.left = calls
+
+  def __next__(self):
+    self.left -= 1
+    if self.left < 0:
+      raise KeyboardInterrupt('killed')
+    return super().__next__()
+
+
+@pytest.fixture(scope='module')
+def cooled(tmp_path_factory):
+  root = tmp_path_factory.mktemp('cooldown')
+  return root, _pretrain(root / 'cooled', **COOLDOWN)
+
+
+def test_early_stopping_on_the_held_rate_trains_the_decay_from_the_kept_step(cooled):
+  root, result = cooled
+  es = result.early_stopping
+  main = dict(es['history'])
+  start = min(main, key=main.get)
+  # Stopped by patience, its kept step from before the wsd decay (steps 12-16).
+  assert es['stopped_at'] == start + 4 < 16 and start < 12
+  assert (es['cooldown_from'], es['cooldown_end']) == (start, start + 4)
+  assert [s for s, _ in es['cooldown_history']] == [start + 2, start + 4]
+  assert es['steps_trained'] == es['stopped_at'] + 4
+  branch = dict(es['cooldown_history'])
+  candidates = {start: main[start], **branch}
+  assert es['best_step'] == result.step == min(candidates, key=candidates.get)
+  kept = sorted(int(p.name) for p in (root / 'cooled' / 'checkpoints').iterdir()
+                if p.name.isdigit())
+  assert kept[-1] == result.step
+  # The branch is a run whose wsd decay starts at `start`, on the same batches:
+  # a straight run of start + 4 steps with a 4-step decay scores the same.
+  ref_dir = root / 'straight'
+  _pretrain(ref_dir, schedule='wsd', num_train_steps=start + 4,
+            decay_fraction=4 / (start + 4), keep_period=2)
+  selection = early_stopping.selection_sets(HELD_OUT)
+  eval_step, to_device = _eval()
+  for step, loss in es['cooldown_history']:
+    got = trainer.evaluate(eval_step, _params_at(ref_dir, step), selection, to_device)
+    assert loss == pytest.approx(got['all']['loss_mask'], rel=1e-5), step
+  rates = {r['step']: r['learning_rate'] for r in map(json.loads, (
+      root / 'cooled' / 'metrics.jsonl').read_text().splitlines()) if 'learning_rate' in r}
+  # Logged after each update: the rate that update used (step - 1's).
+  np.testing.assert_allclose([rates[s] for s in range(start + 1, start + 5)],
+                             [1e-2 * (1 - k / 4) for k in range(4)], rtol=1e-6)
+
+
+def test_a_run_killed_in_its_cooldown_resumes_to_the_same_result(cooled, tmp_path,
+                                                                 monkeypatch):
+  _, straight = cooled
+  es = straight.early_stopping
+  # Killed while deleting the main run's later checkpoints for the branch ...
+  deletes = []
+
+  def killed(self, step):
+    deletes.append(step)
+    raise KeyboardInterrupt('killed while deleting')
+
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'delete', killed)
+  with pytest.raises(KeyboardInterrupt):
+    _pretrain(tmp_path, **COOLDOWN)
+  monkeypatch.undo()
+  assert deletes == [es['cooldown_from'] + 2]
+  # ... then one batch into the branch's second half.
+  with pytest.raises(KeyboardInterrupt):
+    _pretrain(tmp_path, KilledAfter(3), **COOLDOWN)
+  record = json.loads((tmp_path / early_stopping.FILE).read_text())
+  assert record['cooldown_history'] == es['cooldown_history'][:1]
+  result = _pretrain(tmp_path, **COOLDOWN)
+  assert result.early_stopping == es and result.step == straight.step
+  chex.assert_trees_all_equal(result.params, straight.params)
+  again = TwoBatches()   # finished: a re-run restores the kept step and trains nothing
+  assert _pretrain(tmp_path, again, **COOLDOWN).early_stopping == es
+  assert again.k == straight.step
+
+
+def test_cooldown_on_stop_needs_wsd_and_early_stopping():
+  config = _config(cooldown_on_stop=True, early_stopping_patience=2)
+  with pytest.raises(errors.UserError, match='needs train.schedule=wsd'):
+    checks.check_study_config(config)
+  config.train.schedule = 'wsd'
+  checks.check_study_config(config)
+  config.train.early_stopping_patience = 0
+  with pytest.raises(errors.UserError, match='early_stopping_patience > 0'):
+    checks.check_study_config(config)
