@@ -35,16 +35,18 @@ the 45-min budget there) — 4 arms x up to 3000 steps (seq 64, batch 32; 6.1M
 tokens each), arm k's probes, fine-tuning (500 examples, >= 120 steps) and
 controls running while arm k+1 pretrains (`overlap_downstream`). Pretraining
 alone is ~10 min per 3000-step arm there (13.5 min with its held-out
-scoring on session 10's slower box). The WSD schedule (session 10) costs the same per step. :smoke about
-1.5-2.5 min.
+scoring on session 10's slower box). The WSD schedule (session 10) costs the same per step;
+the 1/64 arm's branched decay (session 11) adds 600 steps to its 1750 (~2.5 min
+here). :smoke about 1.5-2.5 min.
 Fewer steps (sessions 9-10): 2000 linear steps left the full arm on the
 plateau (0.70 nats below the unigram); 2000 WSD steps took the whole study 50
 min 31 s on session 10's box, with the full arm 1.08 below but the size
 ranking inverted and 2 of 8 tasks over random init: not adopted.
-Expected (measured, BUILD_NOTES.md 'Session 10'): held-out loss at [MASK]
-0.49 / 1.55 / 1.56 / 1.64 nats below the unigram for the 1/64 ... 1 arms (the 1/64
-arm keeps step 1250 and is under the 0.5 learning gate; linear 3000 steps
-gave 0.55 / 1.36 / 1.34 / 1.40); accuracy 0.16-0.23 vs frequency+copy 0.13;
+Expected (measured, BUILD_NOTES.md 'Session 10', 'Session 11'): held-out loss
+at [MASK] 0.57 / 1.55 / 1.56 / 1.64 nats below the unigram for the 1/64 ... 1
+arms (the 1/64 arm stops at step 1750, best at 1250 with 0.49, under the 0.5
+learning gate; its branched decay 1250 -> 1850 brings it to 0.57; linear 3000
+steps gave 0.55 / 1.36 / 1.34 / 1.40); accuracy 0.16-0.23 vs frequency+copy 0.13;
 the full arm's encoder beats random init on 2 of 8 tasks (POS by probe and
 fine-tuning, licences by fine-tuning) and is worse on vader_sentiment
 fine-tuning. No task score changed significantly with data size at
