@@ -689,6 +689,34 @@ def arm_pairs(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
   return {'reference': ref.arm if ref else None, 'pairs': pairs}
 
 
+def _paired_cramming(items: list[dict], pairs: dict) -> None:
+  """Cramming's evidence from the paired fine-tuning comparisons where they exist.
+
+  The seed-based differences of `quality_sensitivity` have no interval when
+  each arm has one fine-tuning seed (the CPU configs); the paired ones do
+  (test items plus pooled seed variance), Holm-corrected across the tasks of
+  each (filtered arm, reference) pair: a task counts when its Holm test rejects.
+  """
+  for item in items:
+    if item['key'] != 'cramming':
+      continue
+    evidence, arms = [], {}
+    for x in item['evidence']:
+      arms.setdefault(x['arm'], x['reference'])
+    for arm, reference in arms.items():
+      family = (pairs['pairs'].get(f'{arm} - {reference}') or {}).get('finetune') or {}
+      if not family:
+        evidence += [x for x in item['evidence'] if x['arm'] == arm]
+        continue
+      for task, e in family.items():
+        improves = (e['estimate'] > 0) if e.get('significant_holm') else None
+        evidence.append({'arm': arm, 'reference': reference, 'task': task,
+                         'effect': {**e, 'improves': improves}, 'paired': True})
+    item['evidence'] = evidence
+    item['verdict'] = _verdict([x['effect']['improves'] for x in evidence])
+    item['paired'] = any(x.get('paired') for x in evidence)
+
+
 def item_uncertainty(scored: dict) -> dict[str, dict]:
   """Test-sampling SE of each evaluation's seed-mean score, per task."""
   out: dict[str, dict] = {}
@@ -753,6 +781,7 @@ def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
                      for a, w in wins.items()}}
     if len(arms) > 1:
       out['arm_pairs'] = arm_pairs(arms, scored)
+      _paired_cramming(out['literature'], out['arm_pairs'])
   out['power'] = {'alpha': paired.ALPHA, 'power': paired.POWER,
                   'mde': 'MDE = (t(1 - alpha/2, df) + t(power, df)) x SE, the SE '
                          'of the paired difference (test items + seeds), '

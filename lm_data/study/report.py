@@ -609,7 +609,7 @@ def _quality_section(result: dict, plots_written: dict) -> list[str]:
   lines += ['Difference of each quality arm from its unfiltered reference arm '
             '(same recipe otherwise where one exists; Welch interval over seeds).', '']
   tasks = list(dict.fromkeys(t for q in quality['arms'].values() for t in q['tasks']))
-  rows, claims = [], []
+  rows, claims, without_ci = [], [], 0
   for name, q in quality['arms'].items():
     steps = ', '.join(q['quality'] + [f'{k}={v:g}' for k, v in q['degrade'].items()])
     reference = q['reference'] + ('' if q['same_recipe_otherwise']
@@ -619,12 +619,18 @@ def _quality_section(result: dict, plots_written: dict) -> list[str]:
       effect = q['tasks'].get(task)
       cells.append(MISSING if effect is None else
                    f'{_num(effect["estimate"], True)} {_ci(effect["ci95"], True)}')
-      if effect is not None:
+      if effect is not None and effect.get('ci95') is None:
+        without_ci += 1   # one seed a side: said once below, not per cell
+      elif effect is not None:
         claims.append('- ' + claim(
             f'{task} on {name}', effect, f'difference from {q["reference"]}',
             'is better than unfiltered', 'is worse than unfiltered',
             f' {effect["main_metric"]}'))
     rows.append([name, steps, reference] + cells)
+  if without_ci:
+    claims.append(f'- {without_ci} of these differences have no interval over seeds '
+                  '(one fine-tuning seed a side); "Arms compared on the same test items" '
+                  'gives each one paired over test items, with its interval.')
   lines += _table(['arm', 'steps', 'vs'] + tasks, rows) + [''] + claims + ['']
   return lines + _plot(plots_written, 'quality_bars', 'quality arms per task')
 
@@ -685,8 +691,10 @@ def _literature_text(item: dict) -> str:
                    f'domains, significantly above for {worse} (difference in nats, '
                    f'{each}).')
   if item['key'] == 'cramming':
+    how = (' (fine-tuning, paired over test items, Holm across each arm\'s tasks)'
+           if item.get('paired') else '')
     text = (f'{better} of {len(effects)} (filtered arm, task) pairs beat the '
-            f'unfiltered arm significantly, {worse} are worse.')
+            f'unfiltered arm significantly{how}, {worse} are worse.')
     if not item['equal_compute']:
       text += (' Tokens seen differ between these arms, so this is not the '
                'fixed-compute comparison Cramming makes.')

@@ -21,8 +21,8 @@ def task_result(scores, metric='accuracy', domain=None):
   scores = [float(s) for s in scores]
   mean = float(np.mean(scores))
   return {'main_metric': metric, 'domain': domain, 'scores': scores, 'mean': mean,
-          'std': float(np.std(scores, ddof=1)),
-          'ci95': [float(min(scores)), float(max(scores))]}
+          'std': float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+          'ci95': [float(min(scores)), float(max(scores))] if len(scores) > 1 else None}
 
 
 def recipe(domains=HELDOUT_DOMAINS, budget_fraction=1.0, quality=(), degrade=None):

@@ -202,6 +202,25 @@ def test_quality_sensitivity():
   assert cramming['verdict'] == 'agrees' and cramming['equal_compute']
 
 
+def test_cramming_reads_the_paired_comparisons_when_there_are_items():
+  arms = quality_arms()
+  items = fixtures.paired_items(arms)
+  gold = items['trec']['items'].gold
+  items['trec']['evals'][('heuristic', 'finetune')]['seeds'] = [gold.copy()] * 3
+  result = analysis.analyze(fixtures.records(arms), items)
+  cramming = [x for x in result['literature'] if x['key'] == 'cramming'][0]
+  # heuristic vs unfiltered, fine-tuned: 'trec' every item right vs ~half (a
+  # clear gain), 'flat' the same predictor: one of two tasks, Holm-corrected.
+  assert cramming['paired'] and cramming['verdict'] == 'partly agrees'
+  effects = {x['task']: x['effect'] for x in cramming['evidence']}
+  assert set(effects) == {'trec', 'flat'} and {x['arm'] for x in cramming['evidence']} == {'heuristic'}
+  pair = result['arm_pairs']['pairs']['heuristic - unfiltered']['finetune']
+  assert effects['trec']['estimate'] == pair['trec']['estimate'] > 0
+  assert effects['trec']['improves'] and effects['flat']['improves'] is None
+  without = analysis.analyze(fixtures.records(arms))   # no items: seed differences
+  assert [x for x in without['literature'] if x['key'] == 'cramming'][0]['verdict'] == 'agrees'
+
+
 def test_quality_reference_prefers_same_recipe():
   small = fixtures.arm('small', fixtures.recipe(budget_fraction=0.25), 10**5, 4.5, {})
   arms = [small] + quality_arms()

@@ -96,6 +96,14 @@ def test_quality_ablation_report(tmp_path):
   assert '| heuristic | heuristic | unfiltered | +0.100 [' in md
   assert '- trec on noise: no significant effect (difference from unfiltered' in md
   assert 'trec on heuristic is better than unfiltered' in md
+  assert 'no interval over seeds' not in md
+  one_seed = test_analysis.quality_arms()
+  for arm in one_seed:   # one fine-tuning seed per arm, as the CPU configs run
+    arm['tasks']['trec'] = fixtures.task_result(arm['tasks']['trec']['scores'][:1])
+  md = _check_outputs(tmp_path, report.write_report(
+      tmp_path, {'name': 'quality_ablation'}, one_seed, {}), {'quality_bars'})
+  assert md.count('no interval over seeds') == 1 and 'no CI' not in md
+  assert '- 2 of these differences have no interval over seeds' in md
 
 
 def test_mixed_and_degenerate_arms(tmp_path):
