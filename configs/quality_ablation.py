@@ -19,11 +19,14 @@ markup_open_0.5: markup_0.5 without its closing tags; run it alone with
 `:markup_open,arm=markup_open_0.5`).
 Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 5'): 52 min
 14 s (1200 steps per arm, lighter fine-tuning: configs/common.py: nine_arms);
-:smoke 3 min 14 s.
+1 h 18 min 24 s on session 11's slower box with the controls computed
+('Session 11'; over the 60-min budget: ~8.5 min of pretraining per arm
+beside the evaluation); :smoke 3 min 14 s.
 Expected (measured): character noise raises held-out loss at [MASK]
 monotonically (6.27 clean, 6.51 at 5%, 7.23 at 20%); dedup lowers it a little
 (6.20), heuristic/compression filters do not at equal tokens; no filter
-changes a task significantly in Cramming's direction (MDEs 0.01-0.15).
+changes a task consistently (session 11, paired with Holm: compression +0.091
+on vader_rating, heuristic -0.034 on POS fine-tuning; MDEs 0.01-0.15).
 markup_0.5 reaches the lowest loss (5.85), lower on every held-out domain
 though its own count models of clean text are worse; the gap widens at 3000
 steps (BUILD_NOTES.md, 'Session 9'). Without the closing tags (:markup_open)

@@ -212,6 +212,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
                                       tensorboard_dir=tensorboard_dir)
     progress = metrics_lib.Progress(tc.num_train_steps, start, name=label or arm_dir.name)
     window = {}  # metric sums since the last logged step: a smoothed train loss
+    branch = {}  # on the cool-down branch: tags its metrics.jsonl lines (steps repeat)
     tokens_per_step = tc.global_batch_size * cfg.seq_len
 
     def report(pending, until: int):
@@ -238,7 +239,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         out['tokens_per_sec'] = tokens_per_step / timing['step_time']
         out['mfu'] = flops_per_step / timing['step_time'] / (peak * n_dev)
         out.update(timing)
-        writer.write(step, out)
+        writer.write(step, {**out, **branch})
         progress.log(step, timing, out)
       pending.clear()
 
@@ -248,7 +249,8 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
       loss = evaluate(eval_step, strategy.host_state(state).params, selection,
                       to_device)['all'][early_stopping.SCORE]
       done = es.update(step, loss)
-      writer.write(step, {'heldout/selection/loss': loss, 'best_step': es.best_step})
+      writer.write(step, {'heldout/selection/loss': loss, 'best_step': es.best_step,
+                          **branch})
       if is_main:
         es.save(arm_dir / early_stopping.FILE)
       return {early_stopping.METRIC: loss}, done
@@ -300,6 +302,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     def branch_cooldown():
       """Back to the kept step, to train the decay from there (`cooldown_on_stop`)."""
       nonlocal state, step, strategy, progress
+      branch['branch'] = 'cooldown'
       host_state = strategy.host_state(state)
       if es.cooldown_from is None:
         manager.wait_until_finished()

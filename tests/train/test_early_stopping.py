@@ -274,8 +274,12 @@ def test_early_stopping_on_the_held_rate_trains_the_decay_from_the_kept_step(coo
   for step, loss in es['cooldown_history']:
     got = trainer.evaluate(eval_step, _params_at(ref_dir, step), selection, to_device)
     assert loss == pytest.approx(got['all']['loss_mask'], rel=1e-5), step
-  rates = {r['step']: r['learning_rate'] for r in map(json.loads, (
-      root / 'cooled' / 'metrics.jsonl').read_text().splitlines()) if 'learning_rate' in r}
+  lines = [json.loads(l) for l in (root / 'cooled' / 'metrics.jsonl').read_text().splitlines()]
+  # The branch repeats step numbers of the main run: its lines say so.
+  tagged = [r['step'] for r in lines if r.get('branch') == 'cooldown' and 'learning_rate' in r]
+  assert tagged == list(range(start + 1, start + 5))
+  rates = {r['step']: r['learning_rate'] for r in lines
+           if 'learning_rate' in r and r.get('branch') == 'cooldown'}
   # Logged after each update: the rate that update used (step - 1's).
   np.testing.assert_allclose([rates[s] for s in range(start + 1, start + 5)],
                              [1e-2 * (1 - k / 4) for k in range(4)], rtol=1e-6)
