@@ -299,6 +299,11 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
         report(pending, until)
       return True
 
+    def delete_after(kept: int) -> None:
+      """Deletes the checkpoints after `kept`, oldest first."""
+      for later in [s for s in manager.all_steps() if s > kept]:
+        manager.delete(later)
+
     def branch_cooldown():
       """Back to the kept step, to train the decay from there (`cooldown_on_stop`)."""
       nonlocal state, step, strategy, progress
@@ -307,8 +312,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
       if es.cooldown_from is None:
         manager.wait_until_finished()
         es.begin_cooldown(decay_steps)
-        for later in [s for s in manager.all_steps() if s > es.cooldown_from]:
-          manager.delete(later)   # before the record names the branch: see resume
+        delete_after(es.cooldown_from)   # before the record names the branch: see resume
         if is_main:
           es.save(arm_dir / early_stopping.FILE)
         if step != es.cooldown_from:
@@ -348,8 +352,7 @@ def pretrain(cfg: ml_collections.ConfigDict, arm_dir: utils.AnyPath, *,
     params = strategy.host_state(state).params
     if es and finished:  # keep the best step; its later checkpoints go
       step = es.best_step
-      for later in [s for s in manager.all_steps() if s > step]:
-        manager.delete(later)
+      delete_after(step)
       if int(state.step) != step:
         params = checkpoint.restore(manager, abstract, step)[0].params
     manager.close()
