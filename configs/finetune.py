@@ -6,6 +6,9 @@ Command:
 `checkpoint` is one pretraining checkpoint dir (WORKDIR/arms/ARM/checkpoints)
 or a study workdir holding arms/*/checkpoints; results land in
 WORKDIR/arms/<arm>/eval/ (see lm_data/finetune/run.py).
+A rate grid, each encoder keeping its best rate on dev (2x the fine-tuning
+time; BUILD_NOTES.md, 'Session 12'): --config.learning_rates="(1e-3, 3e-3)"
+(in a study: --config.finetune.learning_rates=...).
 Variants (comma-separated):
   :smoke  two small tasks, one seed, 256 train examples, one epoch
   :tfds   GLUE SST-2/MNLI/QQP/STS-B via TFDS (needs the data or internet)
@@ -51,6 +54,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.max_test_examples = 0      # test splits are evaluated whole (<= 0: all)
   c.min_train_steps = 240      # fine-tuning runs at least this many optimizer steps (4 epochs of 2000)
   c.patience = 2           # stop after this many epochs without dev gain (0: never)
+  # Fine-tune at each of these peak rates and keep the one with the best dev
+  # main metric, per encoder, seed and task: the two inits prefer different
+  # rates (BUILD_NOTES.md, 'Session 12'). () = each task's recipe rate only.
+  c.learning_rates = ()
   # Control results (random init, lexical, majority) depend only on the task
   # settings, tokenizer and model config: keep them in CACHE/controls and reuse
   # them in later runs (a study run sets cache_dir to its own cache_dir).

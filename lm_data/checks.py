@@ -9,6 +9,7 @@ task, domain, dtype, ...) is re-raised as one.
 
 from collections.abc import Collection
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -83,6 +84,13 @@ def _check_finetune_settings(config: ml_collections.ConfigDict, model_max_len: i
   for field in ('random_seeds', 'probe_seeds', 'min_train_steps'):
     if config[field] < 0:
       raise errors.UserError(f'{prefix}{field}={config[field]} must be >= 0')
+  rates = tuple(config.learning_rates)
+  if (not all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in rates)
+      or len(set(rates)) != len(rates)):
+    raise errors.UserError(
+        f'{prefix}learning_rates={rates} must be distinct positive numbers, e.g. '
+        f'--config.{prefix}learning_rates="(1e-3, 3e-3)", or () for each '
+        "task's recipe rate")
   with errors.as_user_errors():
     for name in config.tasks or tasks_lib.LOCAL_TASKS:
       # Unknown override keys or FinetuneSettings values fail here, not after other tasks ran.

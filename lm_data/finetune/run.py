@@ -67,7 +67,7 @@ LIMIT_KEYS = {'max_train_examples': 'train', 'max_dev_examples': 'dev',
 # (and is the only home of their defaults).
 CONFIG_FIELDS = ('checkpoint', 'arms', 'arm', 'step', 'tasks', 'seeds', 'random_seeds',
                  'probe_seeds', 'controls', 'probes', 'overrides', 'patience',
-                 'controls_cache', 'cache_dir', *LIMIT_KEYS)
+                 'learning_rates', 'controls_cache', 'cache_dir', *LIMIT_KEYS)
 EVAL_SUBDIR = 'eval'
 SUMMARY_NAME = 'summary.json'
 ITEMS_NAME = 'items.json'
@@ -346,10 +346,15 @@ class _Task:
     self.eval_splits = [s for s in self.encoded if s != 'train']
     self.test_splits = [s for s in self.eval_splits if s.startswith('test')]
     self.gold = {s: flat_targets(task.kind, e) for s, e in self.encoded.items()}
+    # Fine-tuning rates tried (the best on dev is kept); a grid joins the key
+    # only when set, so single-rate results keep their keys.
+    self.rates = tuple(float(r) for r in config.learning_rates)
+    grid = (('learning_rates', self.rates),) if self.rates else ()
+    self.rates = self.rates or (self.recipe.learning_rate,)
     self.control_key = _key(task.name, dataclasses.asdict(self.recipe),
                             dataclasses.asdict(self.limits), config.patience,
                             tokenizer.sha256,
-                            checkpoint.model_config_to_dict(model_config))
+                            checkpoint.model_config_to_dict(model_config), *grid)
     self.common = {
         'arm': arm, 'task': task.name, 'main_metric': task.main_metric,
         'train_examples': len(self.encoded['train']),
@@ -359,7 +364,7 @@ class _Task:
         'skipped_source_records': data.skipped,
         'truncated': {s: e.truncated for s, e in self.encoded.items()},
         'split_sizes': {s: len(e) for s, e in self.encoded.items()}}
-    self._tuner = None
+    self._tuners = {}
     cache = controls_cache_dir(config)
     self.cache_dir = None if cache is None else cache / task.name
     self.from_cache = 0   # control results this evaluation took from the cache
@@ -465,19 +470,30 @@ class _Task:
                lbfgs_iterations=fit.iterations,
                extract_seconds=extracted - start[0])
 
-  def finetune(self, init: str, seed: int) -> None:
-    if self._tuner is None:
-      self._tuner = trainer.FineTuner(
+  def tuner(self, rate: float) -> trainer.FineTuner:
+    if rate not in self._tuners:
+      self._tuners[rate] = trainer.FineTuner(
           self.task.kind, self.pretrained.model_config, self.task.num_labels,
-          self.recipe, len(self.encoded['train']), min_steps=self.limits.min_steps)
-    tuner = self._tuner
+          dataclasses.replace(self.recipe, learning_rate=rate),
+          len(self.encoded['train']), min_steps=self.limits.min_steps)
+    return self._tuners[rate]
+
+  def finetune(self, init: str, seed: int) -> None:
+    """Fine-tunes at every rate of the grid from the same start; keeps the fit
+    with the best dev main metric (the first rate on a tie)."""
     start = _clock()
-    params = tuner.init_params(
-        seed, self.pretrained.encoder_params if init == 'pretrained' else None)
-    fit = tuner.fit(params, self.encoded['train'], self.encoded['dev'], seed=seed,
-                    main_metric=self.task.main_metric,
-                    patience=self.config.patience,
-                    label=f'{self.arm} {self.task.name} {init} seed {seed}')
+    encoder = self.pretrained.encoder_params if init == 'pretrained' else None
+    label = f'{self.arm} {self.task.name} {init} seed {seed}'
+    fits = {}
+    for rate in self.rates:
+      tuner = self.tuner(rate)
+      fits[rate] = tuner.fit(
+          tuner.init_params(seed, encoder), self.encoded['train'],
+          self.encoded['dev'], seed=seed, main_metric=self.task.main_metric,
+          patience=self.config.patience,
+          label=label if len(self.rates) == 1 else f'{label} lr {rate:g}')
+    rate = max(self.rates, key=lambda r: max(fits[r].dev_history))
+    tuner, fit = self.tuner(rate), fits[rate]
     raw = {s: tuner.predict(fit.params, self.encoded[s]) for s in self.eval_splits}
     split_metrics = {s: trainer.score(self.task.kind, self.task.num_labels, raw[s],
                                       self.encoded[s].targets)
@@ -486,7 +502,9 @@ class _Task:
              for s in self.test_splits}
     self.write(init, seed, start, split_metrics, preds, best_epoch=fit.best_epoch,
                dev_history=fit.dev_history, train_steps=tuner.num_train_steps,
-               steps_run=fit.steps_run)
+               steps_run=fit.steps_run, learning_rate=rate,
+               dev_by_learning_rate={f'{r:g}': max(f.dev_history)
+                                     for r, f in fits.items()})
 
 
 def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
@@ -524,8 +542,9 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
 def summarise(task_dir: utils.AnyPath, names: Sequence[str]) -> dict:
   """Per init: {split: {metric: mean/std/ci95/n}} over the named results.
 
-  Also per init: `files` (the result files summarised) and, for probes,
-  `layers` {layer: test main-metric stats} and `chosen_layers` (per result).
+  Also per init: `files` (the result files summarised); for probes,
+  `layers` {layer: test main-metric stats} and `chosen_layers` (per result);
+  for fine-tuning over a rate grid, `chosen_learning_rates` (per result).
   """
   by_init: dict[str, list[tuple[str, dict]]] = {}
   for name in names:
@@ -550,6 +569,8 @@ def summarise(task_dir: utils.AnyPath, names: Sequence[str]) -> dict:
                                       for r in results])
           for layer in results[0]['layers']}
       entry['chosen_layers'] = [r['layer'] for r in results]
+    if all(len(r.get('dev_by_learning_rate', ())) > 1 for r in results):
+      entry['chosen_learning_rates'] = [r['learning_rate'] for r in results]
     summary[init] = entry
   return summary
 

@@ -10,9 +10,9 @@ import dataclasses
 import math
 from typing import Any
 
-# TaskScore fields written only when set (fine-tuning writes `files`; probes
-# also `layers` and `chosen_layers`).
-_OPTIONAL_SCORE_FIELDS = ('files', 'layers', 'chosen_layers')
+# TaskScore fields written only when set (fine-tuning writes `files`, and
+# `chosen_learning_rates` over a rate grid; probes also `layers` and `chosen_layers`).
+_OPTIONAL_SCORE_FIELDS = ('files', 'layers', 'chosen_layers', 'chosen_learning_rates')
 CONTROL_NAMES = ('random_init', 'random_init_probe', 'lexical', 'baseline')
 # Record evaluation or control key -> init name of its fine-tuning result files.
 INIT_OF = {'tasks': 'pretrained', 'probes': 'probe', 'random_init': 'random',
@@ -91,7 +91,9 @@ class TaskScore:
     files: the per-seed result files, relative to the arm's eval/<task>/.
     layers: probes only: {layer: mean/std/ci95 of the metric}.
     chosen_layers: probes only: the layer dev chose, per seed.
-  The study writes every field but the optional three; a hand-made score
+    chosen_learning_rates: fine-tuning over a rate grid (finetune.learning_rates)
+      only: the rate dev chose, per seed.
+  The study writes every field but the optional four; a hand-made score
   (tests, a control without seeds) may hold only main_metric and mean.
   """
   main_metric: str
@@ -104,6 +106,7 @@ class TaskScore:
   files: list[str] | None = None
   layers: dict[str, Any] | None = None
   chosen_layers: list[Any] | None = None
+  chosen_learning_rates: list[float] | None = None
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)

@@ -256,6 +256,24 @@ def _early_stopping_lines(arms: Sequence[Arm]) -> list[str]:
           'kept step.', '']
 
 
+def _rates_table(arms: Sequence[Arm], controls: Controls,
+                 tasks: Sequence[str]) -> list[str]:
+  """The fine-tuning rate dev chose per seed, when a rate grid was used."""
+  scored = [(a.arm, a.tasks) for a in arms]
+  scored.append(('*random init (fine-tuned)*', controls.get('random_init') or {}))
+  if not any(s.chosen_learning_rates for _, by_task in scored for s in by_task.values()):
+    return []
+
+  def cell(score) -> str:
+    rates = score and score.chosen_learning_rates
+    return ', '.join(f'{r:g}' for r in rates) if rates else '–'
+
+  return (['### Fine-tuning rate chosen on dev (per seed; finetune.learning_rates)', '']
+          + _table(['encoder'] + list(tasks),
+                   [[name] + [cell(by_task.get(t)) for t in tasks]
+                    for name, by_task in scored]) + [''])
+
+
 def _scores_section(arms: Sequence[Arm], controls: Controls,
                     held_back: Sequence[str] = ()) -> list[str]:
   tasks = analysis.task_names(arms) or analysis.task_names(arms, 'probes')
@@ -288,6 +306,7 @@ def _scores_section(arms: Sequence[Arm], controls: Controls,
       if control:
         rows.append([f'*{label}*'] + [_score(control.get(t)) for t in tasks])
     lines += [f'### {title}', ''] + _table(header, rows) + ['']
+  lines += _rates_table(arms, controls, tasks)
   probe_layers = [(a.arm, t, r.layers) for a in arms
                   for t, r in sorted(a.probes.items()) if r.layers]
   if probe_layers:

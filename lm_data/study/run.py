@@ -340,7 +340,8 @@ def task_scores(summary: dict, init: str) -> dict[str, records_lib.TaskScore]:
         main_metric=metric, domain=task.get('domain'), kind=task.get('kind'),
         scores=test.get('values'), mean=test['mean'], std=test['std'], ci95=test['ci95'],
         files=stats.get('files'), layers=stats.get('layers'),
-        chosen_layers=stats.get('chosen_layers'))
+        chosen_layers=stats.get('chosen_layers'),
+        chosen_learning_rates=stats.get('chosen_learning_rates'))
   return out
 
 

@@ -173,21 +173,30 @@ def test_seeds_per_init_and_inits_per_kind():
   assert run.active_inits(config, 'qa') == ['pretrained', 'random', 'baseline']
 
 
+def _synthetic_task(tmp_path, *, num, train, dev, epochs, data_seed, init_seed, step):
+  """A keyword classification task (train / dev / test splits of `num`
+  synthetic examples) and a random 'pretrained' encoder for it."""
+  model_config = fakes.tiny_config()
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=epochs, batch_size=32, max_len=16)
+  examples = test_trainer._synthetic(num, data_seed)
+  splits = {'train': examples[:train], 'dev': examples[train:train + dev],
+            'test': examples[train + dev:]}
+  task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
+                   recipe, load=lambda: base.TaskData(splits), description='')
+  encoder = jax.device_get(trainer.FineTuner('classification', model_config, 2, recipe,
+                                             train).init_params(init_seed)['encoder'])
+  return task, checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok', step=step,
+                                     meta={})
+
+
 def test_controls_come_from_the_cache_in_another_workdir(tmp_path, monkeypatch):
   """Controls computed in one workdir are reused by a run in another (same
   settings, tokenizer and model config) without computing them; changed
   settings or controls_cache=False compute them again; a finished workdir
   fills an empty cache."""
   monkeypatch.setenv(run.CONTROLS_CACHE_ENV, str(tmp_path / 'cache'))
-  model_config = fakes.tiny_config()
-  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=1, batch_size=32, max_len=16)
-  examples = test_trainer._synthetic(300, 1)
-  splits = {'train': examples[:200], 'dev': examples[200:250], 'test': examples[250:]}
-  task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
-                   recipe, load=lambda: base.TaskData(splits), description='')
-  encoder = jax.device_get(trainer.FineTuner('classification', model_config, 2, recipe,
-                                             200).init_params(5)['encoder'])
-  pretrained = checkpoint.Pretrained(model_config, encoder, tmp_path / 'tok', step=3, meta={})
+  task, pretrained = _synthetic_task(tmp_path, num=300, train=200, dev=50, epochs=1,
+                                     data_seed=1, init_seed=5, step=3)
   config = _config(seeds=1, probe_seeds=1)
   controls = ('random_seed_0.json', 'random_probe_seed_0.json', 'lexical.json',
               'baseline.json')
@@ -227,3 +236,40 @@ def test_controls_come_from_the_cache_in_another_workdir(tmp_path, monkeypatch):
   computed.clear()
   evaluate('w1', config)
   assert computed == [] and len(list(cache.iterdir())) == len(controls)
+
+
+def test_learning_rate_grid_keeps_the_best_rate_on_dev(tmp_path):
+  """With `learning_rates` each rate is fine-tuned from the same start and the
+  best on dev is kept: its result equals a single-rate run at that rate, and
+  the other rate's dev score is recorded."""
+  task, pretrained = _synthetic_task(tmp_path, num=400, train=250, dev=70, epochs=2,
+                                     data_seed=2, init_seed=9, step=1)
+
+  def evaluate(name, **overrides):
+    task_dir = tmp_path / name / 'arms' / 'a' / 'eval' / task.name
+    run.run_task(task, task.load(), pretrained=pretrained,
+                 tokenizer=fakes.FakeTokenizer(),
+                 config=_config(seeds=1, controls=False, probes=False, **overrides),
+                 task_dir=task_dir, arm='a')
+    return json.loads((task_dir / 'seed_0.json').read_text())
+
+  # 1e-7 barely moves the weights: the 1e-2 fit wins on dev, listed first or last.
+  slow = evaluate('slow', overrides={'*': {'learning_rate': 1e-7}})
+  fast = evaluate('fast')
+  grid = evaluate('grid', learning_rates=(1e-7, 1e-2))
+  assert max(fast['dev_history']) > max(slow['dev_history'])
+  assert grid['learning_rate'] == 1e-2 and fast['learning_rate'] == 1e-2
+  assert grid['predictions'] == fast['predictions']
+  assert grid['metrics'] == fast['metrics']
+  assert grid['dev_history'] == fast['dev_history']
+  assert grid['dev_by_learning_rate'] == {'1e-07': max(slow['dev_history']),
+                                          '0.01': max(fast['dev_history'])}
+  # The summary (hence the arm record and the report) lists the chosen rate
+  # only for a grid.
+  summary = {name: run.summarise(tmp_path / name / 'arms' / 'a' / 'eval' / task.name,
+                                 ['seed_0.json'])['pretrained'] for name in ('fast', 'grid')}
+  assert summary['grid']['chosen_learning_rates'] == [1e-2]
+  assert 'chosen_learning_rates' not in summary['fast']
+  # The grid is part of the key; a single rate keeps the key it had without one.
+  assert len({slow['key'], fast['key'], grid['key']}) == 3
+  assert evaluate('fast', learning_rates=())['key'] == fast['key']

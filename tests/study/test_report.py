@@ -79,6 +79,21 @@ def test_early_stopped_arms_say_which_step_they_kept(tmp_path):
   assert 'Early stopping' not in (tmp_path / 'report' / 'report.md').read_text()
 
 
+def test_chosen_fine_tuning_rates_are_shown_only_for_a_grid(tmp_path):
+  arms, controls = fixtures.size_arms(), fixtures.controls()
+  report.write_report(tmp_path, {'name': 'size_ablation'}, arms, controls)
+  assert 'rate chosen on dev' not in (tmp_path / 'report' / 'report.md').read_text()
+  arms[3]['tasks']['trec']['chosen_learning_rates'] = [0.003]
+  controls['random_init']['trec']['chosen_learning_rates'] = [0.001, 0.003, 0.001]
+  results = report.write_report(tmp_path, {'name': 'size_ablation'}, arms, controls)
+  md = (tmp_path / 'report' / 'report.md').read_text()
+  assert '### Fine-tuning rate chosen on dev (per seed; finetune.learning_rates)' in md
+  assert ('| encoder | flat | trec |\n|---|---|---|\n| size_0 | – | – |\n'
+          '| size_1 | – | – |\n| size_2 | – | – |\n| size_3 | – | 0.003 |\n'
+          '| *random init (fine-tuned)* | – | 0.001, 0.003, 0.001 |\n') in md
+  assert results['arms'][3]['tasks']['trec']['chosen_learning_rates'] == [0.003]
+
+
 def test_domain_ablation_report(tmp_path):
   results = report.write_report(tmp_path, {'name': 'domain_ablation'},
                                 fixtures.domain_arms(), fixtures.controls())

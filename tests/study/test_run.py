@@ -97,6 +97,9 @@ def test_bad_model_mask_and_finetune_settings():
   _bad(lambda c: setattr(c.finetune, 'probe_seeds', -1), 'finetune.probe_seeds=-1 must be >= 0')
   _bad(lambda c: setattr(c.finetune, 'min_train_steps', -5),
        'finetune.min_train_steps=-5 must be >= 0')
+  for rates in ((1e-3, 0.0), (1e-3, 1e-3), (float('nan'),)):
+    _bad(lambda c, r=rates: setattr(c.finetune, 'learning_rates', r),
+         r'finetune.learning_rates=.* must be distinct positive numbers')
 
 
 def test_bad_cache_dir_fails_before_any_work(tmp_path):
