@@ -18,21 +18,24 @@ class MetricWriter:
 
   With `tensorboard_dir`, numeric scalars also go to TensorBoard event files
   (tensorboardX: no TensorFlow), one folder per arm so that
-  `tensorboard --logdir DIR/tensorboard` shows arms side by side.
+  `tensorboard --logdir DIR/tensorboard` shows arms side by side. Records
+  tagged `branch` (the cool-down branch, whose steps repeat the main run's) go
+  to a sub-run `<arm>/<branch>`, so their curves do not overlay the main run's.
   """
 
   def __init__(self, path: utils.PathLike, *, enabled: bool = True,
                tensorboard_dir: utils.PathLike | None = None):
     self.path = utils.path(path)
     self.enabled = enabled
-    self._tb = None
+    self._tb_dir = None if tensorboard_dir is None else utils.path(tensorboard_dir)
+    self._tb = {}   # branch ('' = main run) -> SummaryWriter, opened on first use
     self._remote_text = None
     if enabled:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       if utils.is_remote(self.path):
         self._remote_text = self.path.read_text() if self.path.exists() else ''
-      if tensorboard_dir is not None:
-        self._tb = tensorboardX.SummaryWriter(str(tensorboard_dir), flush_secs=30)
+      if self._tb_dir is not None:
+        self._tensorboard('')
 
   def write(self, step: int, metrics: dict, *, jsonl: bool = True) -> None:
     if not self.enabled:
@@ -46,15 +49,22 @@ class MetricWriter:
       else:
         self._remote_text += line
         self.path.write_text(self._remote_text)
-    if self._tb is not None:
+    if self._tb_dir is not None:
+      tb = self._tensorboard(str(record.get('branch', '')))
       for key, value in record.items():
         if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
-          self._tb.add_scalar(key if '/' in key else f'train/{key}', value, int(step))
+          tb.add_scalar(key if '/' in key else f'train/{key}', value, int(step))
+
+  def _tensorboard(self, branch: str) -> tensorboardX.SummaryWriter:
+    if branch not in self._tb:
+      folder = self._tb_dir / branch if branch else self._tb_dir
+      self._tb[branch] = tensorboardX.SummaryWriter(str(folder), flush_secs=30)
+    return self._tb[branch]
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    for tb in self._tb.values():
+      tb.close()
+    self._tb = {}
 
 
 SPLITS = ('_mask',)  # position kinds the eval step sums separately

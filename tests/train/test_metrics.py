@@ -69,6 +69,21 @@ def test_metric_writer_writes_jsonl_and_tensorboard(tmp_path):
   assert 'train/note' not in scalars and 'train/finite' not in scalars
 
 
+def test_branch_scalars_go_to_their_own_tensorboard_run(tmp_path):
+  writer = metrics.MetricWriter(tmp_path / 'm.jsonl', tensorboard_dir=tmp_path / 'tb')
+  writer.write(10, {'loss': 2.5})
+  writer.write(20, {'loss': 2.0})
+  writer.write(15, {'loss': 1.8, 'branch': 'cooldown'})
+  writer.write(20, {'loss': 1.7, 'branch': 'cooldown'})
+  writer.close()
+  assert _read_events(tmp_path / 'tb')['train/loss'] == [(10, 2.5), (20, 2.0)]
+  branch = _read_events(tmp_path / 'tb' / 'cooldown')['train/loss']
+  assert [s for s, _ in branch] == [15, 20]
+  assert [v for _, v in branch] == pytest.approx([1.8, 1.7])   # float32 in the event
+  lines = [json.loads(l) for l in (tmp_path / 'm.jsonl').read_text().splitlines()]
+  assert [l.get('branch') for l in lines] == [None, None, 'cooldown', 'cooldown']
+
+
 def test_disabled_writer_writes_nothing(tmp_path):
   writer = metrics.MetricWriter(tmp_path / 'm.jsonl', enabled=False,
                                 tensorboard_dir=tmp_path / 'tb')
