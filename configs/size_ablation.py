@@ -49,7 +49,9 @@ learning gate; its branched decay 1250 -> 1850 brings it to 0.57; linear 3000
 steps gave 0.55 / 1.36 / 1.34 / 1.40); accuracy 0.16-0.23 vs frequency+copy 0.13;
 the full arm's encoder beats random init on 2 of 8 tasks (POS by probe and
 fine-tuning, licences by fine-tuning) and is worse on vader_sentiment
-fine-tuning. No task score changed significantly with data size at
+fine-tuning at the shared rate (with each encoder's rate chosen on dev,
+--config.finetune.learning_rates="(1e-3, 3e-3)": 1 of 8, and vader_sentiment
+n.s.; 'Session 12'). No task score changed significantly with data size at
 linear 3000 (session 7) or WSD 2000 steps (session 10).
 """
 
