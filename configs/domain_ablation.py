@@ -14,11 +14,12 @@ the task-aligned ones), :gpu (the size ablation's one-GPU model and training,
 configs/common.py: gpu; 9 arms, so ~2.2x its unmeasured runtime), :tpu (one
 TFDS corpus per arm is not meaningful: the at-scale domain study swaps
 `data.tfds_name` per arm by hand).
-Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 5' and
-'Session 8'): 1200 steps per arm and lighter fine-tuning (configs/common.py:
-nine_arms). With fine-tuning on 1000 examples it took 1 h 07 min; at the 500
-of nine_arms the quality ablation's 9 arms took 52 min (this config's run at
-500 was resumed across sessions, so it is untimed). :smoke 2 min 20 s.
+Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 5',
+'Session 8' and 'Session 12'): 1200 steps per arm and lighter fine-tuning (configs/common.py:
+nine_arms). 1 h 09 min 39 s whole, with the control results cached
+(session 12; peak RSS 3.05 GB), over the 60-min budget: ~5 min of
+pretraining per arm alone, ~7.7 min beside the previous arm's evaluation.
+:smoke 2 min 20 s.
 Expected (measured, 744k unique tokens per arm): every single-domain arm has
 the lowest held-out loss at [MASK] on its own domain (by 0.08-0.87 nats over
 the balanced mix); leaving legal out raises legal loss by 1.16 nats and
