@@ -253,7 +253,7 @@ def test_learning_rate_grid_keeps_the_best_rate_on_dev(tmp_path):
                  task_dir=task_dir, arm='a')
     return json.loads((task_dir / 'seed_0.json').read_text())
 
-  # 1e-7 barely moves the weights: the 1e-2 fit wins on dev, listed first or last.
+  # 1e-7 barely moves the weights: the 1e-2 fit wins on dev, though listed last.
   slow = evaluate('slow', overrides={'*': {'learning_rate': 1e-7}})
   fast = evaluate('fast')
   grid = evaluate('grid', learning_rates=(1e-7, 1e-2))
