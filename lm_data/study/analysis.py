@@ -91,10 +91,10 @@ def task_scores(result: Score | None) -> np.ndarray:
   return np.asarray(scores, np.float64)
 
 
-def _oriented(effect: dict, metric: str) -> dict:
-  """Adds `improves`: True/False when significant, None otherwise."""
+def _oriented(effect: dict, metric: str, significant: str = 'significant') -> dict:
+  """Adds `improves`: True/False when effect[significant] holds, None otherwise."""
   better = effect['estimate'] > 0 if higher_is_better(metric) else effect['estimate'] < 0
-  return effect | {'improves': better if effect['significant'] else None,
+  return effect | {'improves': better if effect.get(significant) else None,
                    'main_metric': metric}
 
 
@@ -709,9 +709,9 @@ def _paired_cramming(items: list[dict], pairs: dict) -> None:
         evidence += [x for x in item['evidence'] if x['arm'] == arm]
         continue
       for task, e in family.items():
-        improves = (e['estimate'] > 0) if e.get('significant_holm') else None
         evidence.append({'arm': arm, 'reference': reference, 'task': task,
-                         'effect': {**e, 'improves': improves}, 'paired': True})
+                         'effect': _oriented(e, e['main_metric'], 'significant_holm'),
+                         'paired': True})
     item['evidence'] = evidence
     item['verdict'] = _verdict([x['effect']['improves'] for x in evidence])
     item['paired'] = any(x.get('paired') for x in evidence)
