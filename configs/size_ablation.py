@@ -59,16 +59,26 @@ import ml_collections
 
 from configs import common
 
-FRACTIONS = ((1, 64), (1, 16), (1, 4), (1, 1))
+# The CPU default spans 1/64 ... 1 in three arms (x8 apart) to fit the 45-min
+# budget; the x4 grid's two middle arms learned alike (1.55 / 1.56 nats below
+# their unigram; BUILD_NOTES.md, 'Session 13'). :grid4, :gpu and :tpu use it.
+FRACTIONS = ((1, 64), (1, 8), (1, 1))
+FRACTIONS_GRID4 = ((1, 64), (1, 16), (1, 4), (1, 1))
+SMOKE_FRACTIONS = ((1, 64), (1, 4))
 FIXED_EPOCHS = 4
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False,
-                       gpu=False)
+                       gpu=False, grid4=False)
   c = common.base_config()
   c.name = 'size_ablation'
-  fractions = FRACTIONS[::2] if a.smoke else FRACTIONS
+  if a.smoke:
+    fractions = SMOKE_FRACTIONS
+  elif a.grid4 or a.gpu or a.tpu:
+    fractions = FRACTIONS_GRID4
+  else:
+    fractions = FRACTIONS
   # The CPU recipe (BUILD_NOTES.md, 'Session 6'): the sweep's 3000 steps (a
   # 2000-step schedule decays before the plateau ends: the full arm stays 0.70
   # nats below the unigram; 'Session 9'), the rate held until the last 20%
