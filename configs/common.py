@@ -148,9 +148,10 @@ def gpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   part of a step (LayerNorm, dropout, f32 activations; MFU is only 15%) shrinks
   only with layers x hidden (2.25x), so ~600k tokens/s is the planning figure.
   Per arm: 1200 steps x 256 rows x 64 = 19.7M tokens (3.2x the default 6.1M),
-  3.2 PFLOP: 22-33 s + ~20 s compile + held-out eval; 4 arms ~4 min. Fine-tuning
+  3.2 PFLOP: 22-33 s + ~20 s compile + held-out eval; ~1 min per arm. Fine-tuning
   and the report keep the default settings: their GPU time is the least known
-  part (mostly compilation; guessed 3-4 min for 4 arms). Total ~8-9 min.
+  part (mostly compilation; guessed ~50 s per arm). The size ablation's 3 arms
+  ~6-7 min, its 4-arm :grid4 ~8-9 min.
   If a run exceeds 10 min, lower --config.train.num_train_steps.
   """
   c.model.preset = 'medium'

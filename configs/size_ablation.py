@@ -2,7 +2,7 @@ r"""Size ablation: nested subsets of the default corpus at fixed training comput
 
 Question: how does the amount of unique pretraining text change held-out MLM
 loss and each downstream task? Arms take nested token budgets on a log grid
-(1/64 ... 1 of the default six-domain corpus, same seed so every subset is
+(1/64, 1/8, 1 of the default seven-domain corpus, same seed so every subset is
 inside the next) and all train up to the same number of steps, so small arms
 repeat their data (epochs are reported). Each arm keeps the checkpoint with
 the lowest held-out loss (scored every 250 steps; it stops 2 scores after it):
@@ -18,41 +18,41 @@ Command:
   python main.py --config=configs/size_ablation.py --workdir=runs/size
 Variants (comma-separated, big_vision style):
   :smoke          minutes-long end-to-end run on real data (2 arms, tiny steps)
-  :arm=size_1-16  one arm only (job arrays)
+  :arm=size_1-8   one arm only (job arrays)
+  :grid4          the x4 grid 1/64, 1/16, 1/4, 1 (one more 3000-step arm)
   :fixed_epochs   equal epochs instead of equal steps
-  :tpu            C4 + BERT-base + bf16 on TPU VMs (see docs/tpu.md)
+  :tpu            C4 + BERT-base + bf16 on TPU VMs, x4 grid (see docs/tpu.md)
   :gpu            one GPU: medium preset, bf16, batch 256, 1200 steps (19.7M
-                  tokens per arm, 3.2x the default), same data as the default;
-                  sized for <= 10 min on one H200 with fine-tuning and report
-                  by arithmetic (configs/common.py: gpu), RUNTIME UNMEASURED:
+                  tokens per arm, 3.2x the default), the default's arms and
+                  data; sized for <= 10 min on one H200 with fine-tuning and
+                  report by arithmetic (configs/common.py: gpu), RUNTIME UNMEASURED:
     python main.py --config=configs/size_ablation.py:gpu --workdir=runs/size_gpu
                   Without network there: main.py --prepare_only and bundle.py
                   export on a machine with it, bundle.py import (docs/gpu.md).
-Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 7'): 53 min
-24 s with the control results cached (a re-run; 1 h 10 min 38 s the first
-time, session 6), on a box whose f32 matmul peak read 130-153 GFLOP/s (over
-the 45-min budget there) — 4 arms x up to 3000 steps (seq 64, batch 32; 6.1M
-tokens each), arm k's probes, fine-tuning (500 examples, >= 120 steps) and
-controls running while arm k+1 pretrains (`overlap_downstream`). Pretraining
-alone is ~10 min per 3000-step arm there (13.5 min with its held-out
-scoring on session 10's slower box). The WSD schedule (session 10) costs the same per step;
-the 1/64 arm's branched decay (session 11) adds 600 steps to its 1750 (~2.5 min
-here). :smoke about 1.5-2.5 min.
+Runtime (2-core CPU, archives, prepared data and control results cached;
+BUILD_NOTES.md, 'Session 13'): 31 min 13 s whole, peak RSS 3.3 GB — 3 arms x
+up to 3000 steps (seq 64, batch 32; 6.1M tokens each; ~0.17-0.18 s per step
+alone on that box), arm k's probes and fine-tuning (500 examples, >= 120
+steps) running while arm k+1 pretrains (`overlap_downstream`). Computing the
+controls the first time adds ~17 min (session 6 vs 7). The x4 grid took 53
+min 24 s on session 7's slower box (the reason for three arms). :smoke about
+1.5-2.5 min.
 Fewer steps (sessions 9-10): 2000 linear steps left the full arm on the
-plateau (0.70 nats below the unigram); 2000 WSD steps took the whole study 50
-min 31 s on session 10's box, with the full arm 1.08 below but the size
-ranking inverted and 2 of 8 tasks over random init: not adopted.
-Expected (measured, BUILD_NOTES.md 'Session 10', 'Session 11'): held-out loss
-at [MASK] 0.57 / 1.55 / 1.56 / 1.64 nats below the unigram for the 1/64 ... 1
-arms (the 1/64 arm stops at step 1750, best at 1250 with 0.49, under the 0.5
-learning gate; its branched decay 1250 -> 1850 brings it to 0.57; linear 3000
-steps gave 0.55 / 1.36 / 1.34 / 1.40); accuracy 0.16-0.23 vs frequency+copy 0.13;
-the full arm's encoder beats random init on 2 of 8 tasks (POS by probe and
-fine-tuning, licences by fine-tuning) and is worse on vader_sentiment
-fine-tuning at the shared rate (with each encoder's rate chosen on dev,
---config.finetune.learning_rates="(1e-3, 3e-3)": 1 of 8, and vader_sentiment
-n.s.; 'Session 12'). No task score changed significantly with data size at
-linear 3000 (session 7) or WSD 2000 steps (session 10).
+plateau (0.70 nats below the unigram); 2000 WSD steps inverted the size
+ranking. Masking 25% instead of 40% is 1.3x faster per step but leaves the
+full arm on the plateau at 3000 steps (0.60 below; 'Session 13').
+Expected (measured, BUILD_NOTES.md 'Session 13'): held-out loss at [MASK]
+0.57 / 1.55 / 1.64 nats below the unigram for the 1/64, 1/8, 1 arms (the
+1/64 arm stops at step 1750, best at 1250, and its branched decay 1250 ->
+1850 brings it from 0.49 to 0.57); accuracy 0.18-0.23 vs frequency+copy 0.13;
+on the same positions the 1/64 and 1/8 arms are 1.17 and 0.12 nats above
+the full arm. Every arm's encoder beats random init on 2 of 8 tasks (POS by
+probe and fine-tuning, licences by fine-tuning) and is worse on
+vader_sentiment fine-tuning at the shared rate (with each encoder's rate
+chosen on dev, --config.finetune.learning_rates="(1e-3, 3e-3)": 1 of 8, and
+vader_sentiment n.s.; 'Session 12'). Data size: POS probing gains with data
+(1/64 -0.076, 1/8 -0.012 vs the full arm, paired); no task slope survives
+Holm across the 8 tasks.
 """
 
 import ml_collections
@@ -61,7 +61,8 @@ from configs import common
 
 # The CPU default spans 1/64 ... 1 in three arms (x8 apart) to fit the 45-min
 # budget; the x4 grid's two middle arms learned alike (1.55 / 1.56 nats below
-# their unigram; BUILD_NOTES.md, 'Session 13'). :grid4, :gpu and :tpu use it.
+# their unigram; BUILD_NOTES.md, 'Session 13'). :grid4 and :tpu use the x4
+# grid; :gpu keeps the default's arms so one prepared bundle serves both.
 FRACTIONS = ((1, 64), (1, 8), (1, 1))
 FRACTIONS_GRID4 = ((1, 64), (1, 16), (1, 4), (1, 1))
 SMOKE_FRACTIONS = ((1, 64), (1, 4))
@@ -75,7 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.name = 'size_ablation'
   if a.smoke:
     fractions = SMOKE_FRACTIONS
-  elif a.grid4 or a.gpu or a.tpu:
+  elif a.grid4 or a.tpu:
     fractions = FRACTIONS_GRID4
   else:
     fractions = FRACTIONS

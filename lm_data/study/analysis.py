@@ -169,8 +169,29 @@ def size_sensitivity(arms: Sequence[Arm], group: Sequence[int]) -> dict[str, dic
     if len(set(x)) < 2:
       out[task] = {'status': 'fewer than two sizes scored', 'main_metric': metric}
       continue
-    out[task] = _oriented(stats.regression_slope(x, y), metric) | {'status': 'computed'}
-  return out
+    out[task] = stats.regression_slope(x, y) | {'status': 'computed', 'main_metric': metric}
+  # One family per evaluation: a size ablation has few arms, so a slope's
+  # interval rests on 1-2 df, and 8 uncorrected tests would each risk a
+  # chance "effect" (Holm, as the paired comparisons).
+  paired.apply_holm({t: e for t, e in out.items() if e['status'] == 'computed'})
+  return {t: _oriented(e, e['main_metric'], 'significant_holm')
+          if e['status'] == 'computed' else e for t, e in out.items()}
+
+
+def size_heldout_loss(arms: Sequence[Arm], group: Sequence[int]) -> dict[str, Any]:
+  """Each size arm's pooled held-out loss at [MASK] minus the largest arm's.
+
+  With one pretraining run per arm, a trend over 3-4 arms has 1-2 df; the
+  arms' losses on the same held-out positions compare directly (the SE is
+  over positions: `_loss_difference`), conditional on those runs.
+  """
+  if len(group) < 2:
+    return {}
+  ref = max(group, key=lambda i: arms[i].unique_tokens)
+  pairs = {arms[i].arm: effect | {'reference': arms[ref].arm}
+           for i in group if i != ref
+           and (effect := _loss_difference(arms[i], arms[ref], POOLED)) is not None}
+  return {'reference': arms[ref].arm, 'pairs': pairs}
 
 
 def _single_domain_arms(arms: Sequence[Arm]) -> dict[str, int]:
@@ -361,7 +382,7 @@ def rank_by_data_need(size: dict[str, dict]) -> list[dict]:
     sign = 1.0 if higher_is_better(effect['main_metric']) else -1.0
     ci = effect['ci95'] and sorted(sign * v for v in effect['ci95'])
     rows.append({'task': task, 'slope': sign * effect['estimate'], 'ci95': ci,
-                 'significant': effect['significant']})
+                 'significant': effect.get('significant_holm', effect['significant'])})
   rows.sort(key=lambda r: -r['slope'])
   for k, row in enumerate(rows):
     row['rank'] = k + 1
@@ -443,6 +464,19 @@ def _verdict(improves: Sequence[bool | None], *, expect_change: bool = True) -> 
   return 'partly agrees' if better else 'inconclusive (no significant effect)'
 
 
+def _loss_pairs_higher(loss: dict) -> dict | None:
+  """How many smaller size arms have a significantly higher held-out loss."""
+  pairs = loss.get('pairs') or {}
+  if not pairs:
+    return None
+  higher = sum(bool(e['significant']) and e['estimate'] > 0 for e in pairs.values())
+  lower = sum(bool(e['significant']) and e['estimate'] < 0 for e in pairs.values())
+  return {'higher': higher, 'lower': lower, 'of': len(pairs),
+          'reference': loss['reference'],
+          # the loss half of the claim: True when every smaller arm is worse
+          'improves': True if higher == len(pairs) else (False if lower else None)}
+
+
 def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> list[dict]:
   """Our results next to the published findings, where they apply."""
   out = []
@@ -456,11 +490,15 @@ def literature(analysis: dict, arms: Sequence[Arm], group: Sequence[int]) -> lis
   computed = {t: e for t, e in size.items() if e.get('status') == 'computed'}
   if computed:
     words = [arms[i].unique_tokens / TOKENS_PER_WORD for i in group]
-    add('minibertas', _verdict([e['improves'] for e in computed.values()]),
+    pairs = _loss_pairs_higher(analysis.get('size_heldout_loss') or {})
+    # The claim covers MLM loss and downstream scores: the loss counts once.
+    loss = [pairs['improves']] if pairs else []
+    add('minibertas', _verdict([e['improves'] for e in computed.values()] + loss),
         [{'task': t, 'effect': e} for t, e in computed.items()],
         words_range=[min(words), max(words)],
         below_saturation=max(words) < MINIBERTAS_SATURATION_WORDS[0],
-        loss_falls=(analysis.get('loss_scaling') or {}).get('significant_decrease'))
+        loss_falls=(analysis.get('loss_scaling') or {}).get('significant_decrease'),
+        loss_pairs=pairs)
   domain = analysis.get('domain_sensitivity') or {}
   in_domain = [{'task': t, 'effect': e['in_domain']} for t, e in domain.items()
                if 'estimate' in e.get('in_domain', {})]
@@ -751,6 +789,7 @@ def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
     out['size_arms'] = [arms[i].arm for i in group]
     out['loss_scaling'] = stats.loss_scaling([a.unique_tokens for a in sized],
                                              [pooled_loss(a) for a in sized])
+    out['size_heldout_loss'] = size_heldout_loss(arms, group)   # every arm: no gate
   claim_group = size_group(claim_arms) if varies['size'] else []
   if group:
     out['size_sensitivity'] = size_sensitivity(claim_arms, claim_group) if claim_group else {}

@@ -196,6 +196,10 @@ def claim(subject: str, effect: dict, quantity: str, better: str, worse: str,
   if effect.get('ci95') is None:
     return f'{subject}: {value} (no CI: too few seeds or points)'
   interval = _ci(effect['ci95'], signed=True)
+  if effect['significant'] and effect.get('significant_holm') is False:
+    return (f'{subject}: no significant effect after Holm ({value} {interval}; the '
+            f'interval excludes 0 before the correction across {effect["family_size"]} '
+            'tasks)')
   if not effect['significant']:
     mde = effect.get('mde')
     power = '' if mde is None else f'; could detect ±{_num(mde)}{unit} (MDE)'
@@ -470,6 +474,12 @@ def _scaling_section(result: dict, plots_written: dict) -> list[str]:
   scaling = result['loss_scaling']
   lines = ['## Held-out MLM loss vs data size', '',
            f'Arms: {", ".join(result["size_arms"])}.', '']
+  loss = result.get('size_heldout_loss') or {}
+  if loss.get('pairs'):
+    each = ', '.join(f'{arm} {_loss_cell(e)}' for arm, e in loss['pairs'].items())
+    lines += [f'Each arm minus {loss["reference"]}, pooled held-out loss at [MASK] on '
+              f'the same positions (Welch interval over positions; one pretraining run '
+              f'per arm, so it is conditional on those runs): {each}.', '']
   if scaling['status'] != 'fitted':
     lines += [f'Power law L(D) = E + B·D^-β: not reported — {scaling["status"]} '
               f'({scaling["note"]}).', '']
@@ -688,10 +698,14 @@ def _literature_text(item: dict) -> str:
                'task is expected to improve')
     text += (f'. {better} of {len(effects)} tasks improve significantly with data, '
              f'{worse} get worse.')
-    falls = item['loss_falls']
+    falls, pairs = item['loss_falls'], item.get('loss_pairs')
     if falls is not None:
       text += (' Held-out loss falls significantly.' if falls else
-               ' Held-out loss does not fall significantly.')
+               ' Held-out loss does not fall significantly with data (trend over arms).')
+    if pairs:
+      text += (f' On the same held-out positions, {pairs["higher"]} of {pairs["of"]} '
+               f'smaller arms have a significantly higher loss at [MASK] than '
+               f'{pairs["reference"]}.')
     return text
   if item['key'] == 'dont_stop':
     return (f'{better} of {len(effects)} domain-aligned tasks gain significantly '
@@ -785,7 +799,10 @@ def _methods_section() -> list[str]:
           'log-linear trend (t interval, n - 2 df).',
           '- Size slopes: least squares on per-seed scores; t interval with n - 2 '
           'degrees of freedom. Seeds vary fine-tuning only, so pretraining noise '
-          'shows up only as lack of fit.',
+          'shows up only as lack of fit. A task improves (or gets worse) with data '
+          'only when its slope is significant after Holm across the tasks of that '
+          'evaluation. Size arms are also compared on held-out loss at [MASK] with '
+          'the largest arm, on the same positions (Welch over positions).',
           '- Domain and quality effects: differences of seed means, Welch '
           'intervals.',
           f'- Correlations: Fisher-z intervals, only with >= '

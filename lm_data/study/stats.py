@@ -60,18 +60,20 @@ def _effect(estimate: float, se: float | None, df: float | None,
             **extra) -> dict[str, Any]:
   """An estimate with its t interval, whether the interval excludes 0, and
   the minimum detectable effect (two-sided alpha 0.05, power 0.8, same SE)."""
-  mde = None
+  mde = p_value = None
   if se == 0:
     ci = [float(estimate), float(estimate)]   # identical scores: no spread
+    p_value = 0.0 if estimate else 1.0
   elif se is None or df is None or not df > 0:
     ci = None
   else:
     half = t_quantile(1 - (1 - CI_LEVEL) / 2, df) * se
     ci = [float(estimate - half), float(estimate + half)]
     mde = half + t_quantile(paired.POWER, df) * se
+    p_value = float(2 * scipy.stats.t.sf(abs(estimate) / se, df))
   significant = None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
   return dict(estimate=float(estimate), ci95=ci, significant=significant,
-              se=se, df=df, mde=mde, **extra)
+              se=se, df=df, mde=mde, p_value=p_value, **extra)
 
 
 def regression_slope(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:

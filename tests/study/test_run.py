@@ -23,6 +23,19 @@ def test_shipped_configs_and_variants_validate(module):
   assert [a.name for a in run.select_arms(one)] == [one.arms[0].name]
 
 
+def test_size_grids_nest_and_gpu_reads_the_default_arms():
+  def fractions(arg):
+    return [a.data.budget_fraction for a in size_ablation.get_config(arg).arms]
+  # CPU default: 1/64 ... 1 in three arms (the 45-min budget); :grid4 the x4 grid.
+  assert fractions(None) == [1 / 64, 1 / 8, 1.0]
+  assert fractions('grid4') == [1 / 64, 1 / 16, 1 / 4, 1.0]
+  assert fractions('tpu') == fractions('grid4')
+  # One prepared bundle of the default serves :gpu: the same arms and recipes.
+  default, gpu = size_ablation.get_config(), size_ablation.get_config('gpu')
+  assert [a.to_dict() for a in gpu.arms] == [a.to_dict() for a in default.arms]
+  assert fractions('smoke') == [1 / 64, 1 / 4]
+
+
 def test_quality_markup_open_variant_adds_its_diagnostic_arm():
   arms = run.select_arms(quality_ablation.get_config('markup_open,arm=markup_open_0.5'))
   assert [a.name for a in arms] == ['markup_open_0.5']
