@@ -33,10 +33,10 @@ Runtime (2-core CPU, archives, prepared data and control results cached;
 BUILD_NOTES.md, 'Session 13'): 31 min 13 s whole, peak RSS 3.3 GB — 3 arms x
 up to 3000 steps (seq 64, batch 32; 6.1M tokens each; ~0.17-0.18 s per step
 alone on that box), arm k's probes and fine-tuning (500 examples, >= 120
-steps) running while arm k+1 pretrains (`overlap_downstream`). Computing the
-controls the first time adds ~17 min (session 6 vs 7). The x4 grid took 53
-min 24 s on session 7's slower box (the reason for three arms). :smoke about
-1.5-2.5 min.
+steps) running while arm k+1 pretrains (`overlap_downstream`). The first
+run, which also computes the random-init controls: 36 min 58 s (peak RSS 3.1
+GB). The x4 grid took 53 min 24 s on session 7's slower box (the reason for
+three arms). :smoke about 1.5-2.5 min.
 Fewer steps (sessions 9-10): 2000 linear steps left the full arm on the
 plateau (0.70 nats below the unigram); 2000 WSD steps inverted the size
 ranking. Masking 25% instead of 40% is 1.3x faster per step but leaves the
