@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from lm_data.study import analysis
 from lm_data.study import stats
@@ -325,7 +326,6 @@ def test_a_fine_tuned_control_that_never_trained_is_not_counted():
 
 
 def test_slope_p_value_matches_scipy():
-  import scipy.stats
   rng = np.random.default_rng(3)
   x = np.repeat(np.log10([1e5, 1e6, 4e6]), 2)
   y = 0.3 + 0.02 * x + rng.normal(0, 0.01, x.size)
@@ -365,7 +365,6 @@ def test_size_slopes_are_holm_corrected_across_tasks():
 
 
 def test_size_arms_compare_held_out_loss_on_the_same_positions():
-  import scipy.stats
   arms = fixtures.size_arms()
   loss = {'size_0': 6.3, 'size_1': 5.3, 'size_2': 5.16, 'size_3': 5.15}
   for a in arms:
