@@ -26,10 +26,12 @@ the balanced mix); leaving legal out raises legal loss by 1.16 nats and
 leaves the other domains within 0.02. At 1200 steps 5 of 9 arms are still on
 the loss plateau (< 0.5 nats below their unigram), so the report holds back
 their downstream verdicts (only_conversational at 3000 steps: 0.99 below;
-`--config.train.num_train_steps=3000`; at 2400 WSD steps it is 0.13 below
-at the recipe's peak rate 2e-3 but 1.32 below at 1e-3:
-`--config.train.schedule=wsd --config.train.learning_rate=1e-3`, with its
-own 1.03M-token budget; BUILD_NOTES.md, 'Session 13'). At >= 60 fine-tuning steps the
+`--config.train.num_train_steps=3000`; at 2400 WSD steps on its own
+1.03M-token budget it is 0.13 below at the recipe's peak rate 2e-3 and 1.32
+below at 1e-3: `python benchmarks/pretrain_sweep.py
+--config=configs/domain_ablation.py --arm=only_conversational --workdir=W
+--setting='lr1e-3:train.num_train_steps=2400;train.schedule=wsd;train.learning_rate=1e-3'`;
+BUILD_NOTES.md, 'Session 13'). At >= 60 fine-tuning steps the
 random-init control never leaves one label on dialog_reply, hedge,
 licence_category and sms_spam; the report does not count wins over it, which
 leaves the balanced mix beating random init on 2 of 8 tasks (POS and

@@ -39,8 +39,9 @@ GB). The x4 grid took 53 min 24 s on session 7's slower box (the reason for
 three arms). :smoke about 1.5-2.5 min.
 Fewer steps (sessions 9-10): 2000 linear steps left the full arm on the
 plateau (0.70 nats below the unigram); 2000 WSD steps inverted the size
-ranking. Masking 25% instead of 40% is 1.3x faster per step but leaves the
-full arm on the plateau at 3000 steps (0.60 below; 'Session 13').
+ranking. Masking 25% instead of 40% ran at 14.0k tokens/s against 12.3k
+(same day) but leaves the full arm on the plateau at 3000 steps (0.60
+below; 'Session 13').
 Expected (measured, BUILD_NOTES.md 'Session 13'): held-out loss at [MASK]
 0.57 / 1.55 / 1.64 nats below the unigram for the 1/64, 1/8, 1 arms (the
 1/64 arm stops at step 1750, best at 1250, and its branched decay 1250 ->
