@@ -81,20 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     fractions = FRACTIONS_GRID4
   else:
     fractions = FRACTIONS
-  # The CPU recipe (BUILD_NOTES.md, 'Session 6'): the sweep's 3000 steps (a
-  # 2000-step schedule decays before the plateau ends: the full arm stays 0.70
-  # nats below the unigram; 'Session 9'), the rate held until the last 20%
-  # (wsd: the drop that ends the plateau comes at the peak rate; the full arm
-  # 1.64 nats below the unigram against 1.40 linear; 'Session 10'), and
-  # fine-tuning in the low-resource regime where pretraining matters: 500
-  # training examples, >= 120 steps (8 epochs); test splits stay whole.
-  c.train.num_train_steps = 3000
-  c.train.schedule = 'wsd'
-  c.train.checkpoint_every = 250
-  c.train.early_stopping_patience = 2
-  c.train.cooldown_on_stop = True   # an arm stopped on the held rate still gets the decay
-  c.finetune.max_train_examples = 500
-  c.finetune.min_train_steps = 120
+  common.cpu_recipe(c)
   c.arms = [ml_collections.ConfigDict(dict(
       name=f'size_{num}-{den}',
       data=common.data_recipe(budget_fraction=num / den),
