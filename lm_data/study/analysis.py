@@ -755,6 +755,59 @@ def _paired_cramming(items: list[dict], pairs: dict) -> None:
     item['paired'] = any(x.get('paired') for x in evidence)
 
 
+def _pair_effect(pairs: dict, a: str, b: str, evaluation: str, task: str) -> dict | None:
+  """a minus b on one task from `arm_pairs`, whichever order it stored the pair in."""
+  e = ((pairs['pairs'].get(f'{a} - {b}') or {}).get(evaluation) or {}).get(task)
+  if e is not None:
+    return dict(e)
+  e = ((pairs['pairs'].get(f'{b} - {a}') or {}).get(evaluation) or {}).get(task)
+  if e is None:
+    return None
+  low, high = e['ci95']   # Holm's p-values do not depend on the sign
+  return e | {'estimate': -e['estimate'], 'ci95': [-high, -low], 'a': e['b'], 'b': e['a']}
+
+
+def _paired_domain(out: dict) -> None:
+  """Domain-aligned contrasts from the paired fine-tuning comparisons where they exist.
+
+  As for Cramming: with one fine-tuning seed per arm (the CPU configs) the
+  seed-based contrasts of `domain_sensitivity` have no interval; paired over
+  test items they do. The in-domain arm is compared with each other
+  single-domain arm, and the mixture with the mixture without the task's
+  domain; a comparison counts when its Holm test (across that pair's tasks)
+  rejects.
+  """
+  pairs, domain = out['arm_pairs'], out.get('domain_sensitivity') or {}
+
+  def paired_effect(a, b, task):
+    e = _pair_effect(pairs, a, b, 'finetune', task)
+    return None if e is None else _oriented(e, e['main_metric'], 'significant_holm')
+
+  for task, entry in domain.items():
+    effect = entry['in_domain']
+    if 'estimate' in effect:
+      each = {o: paired_effect(effect['in_domain_arm'], o, task)
+              for o in effect['out_of_domain_arms']}
+      if all(each.values()):
+        entry['in_domain_paired'] = each
+    if 'inclusion' in entry:
+      inclusion = paired_effect(entry['inclusion']['with_arm'],
+                                entry['inclusion']['without_arm'], task)
+      if inclusion:
+        entry['inclusion_paired'] = inclusion
+  for item in out['literature']:
+    if item['key'] != 'dont_stop':
+      continue
+    evidence = []
+    for x in item['evidence']:
+      each = domain[x['task']].get('in_domain_paired')
+      evidence += ([{'task': x['task'], 'out_of_domain_arm': o, 'effect': e, 'paired': True}
+                    for o, e in each.items()] if each else [x])
+    item['evidence'] = evidence
+    item['verdict'] = _verdict([x['effect']['improves'] for x in evidence])
+    item['paired'] = any(x.get('paired') for x in evidence)
+
+
 def item_uncertainty(scored: dict) -> dict[str, dict]:
   """Test-sampling SE of each evaluation's seed-mean score, per task."""
   out: dict[str, dict] = {}
@@ -821,6 +874,7 @@ def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
     if len(arms) > 1:
       out['arm_pairs'] = arm_pairs(arms, scored)
       _paired_cramming(out['literature'], out['arm_pairs'])
+      _paired_domain(out)
   out['power'] = {'alpha': paired.ALPHA, 'power': paired.POWER,
                   'mde': 'MDE = (t(1 - alpha/2, df) + t(power, df)) x SE, the SE '
                          'of the paired difference (test items + seeds), '

@@ -610,22 +610,30 @@ def _domain_section(result: dict, plots_written: dict) -> list[str]:
   if not domain:
     lines += ['No task is aligned with a pretraining domain.', '']
   for task, entry in domain.items():
-    effect = entry['in_domain']
-    if 'estimate' not in effect:
+    effect, unit = entry['in_domain'], f' {entry["main_metric"]}'
+    if 'in_domain_paired' in entry:
+      for other, e in entry['in_domain_paired'].items():
+        lines.append('- ' + claim(
+            task, e, f'{effect["in_domain_arm"]} − {other} (fine-tuning, paired over '
+            'test items)', 'gains from in-domain pretraining',
+            'loses from in-domain pretraining', unit))
+    elif 'estimate' not in effect:
       lines.append(f'- {task} (domain {entry["domain"]}): {effect["status"]}')
     else:
       lines.append('- ' + claim(
           task, effect, f'gain of in-domain arm {effect["in_domain_arm"]} over the '
           f'mean of {", ".join(effect["out_of_domain_arms"])}',
-          'gains from in-domain pretraining', 'loses from in-domain pretraining',
-          f' {entry["main_metric"]}'))
+          'gains from in-domain pretraining', 'loses from in-domain pretraining', unit))
     if 'inclusion' in entry:
       inclusion = entry['inclusion']
+      paired_inclusion = entry.get('inclusion_paired')
+      quantity = (f'{inclusion["with_arm"]} − {inclusion["without_arm"]} (fine-tuning, '
+                  'paired over test items)' if paired_inclusion else
+                  f'gain of {inclusion["with_arm"]} over {inclusion["without_arm"]}')
       lines.append('- ' + claim(
-          task, inclusion, f'gain of {inclusion["with_arm"]} over '
-          f'{inclusion["without_arm"]}', f'gains from adding {entry["domain"]} to '
-          'the mixture', f'loses from adding {entry["domain"]} to the mixture',
-          f' {entry["main_metric"]}'))
+          task, paired_inclusion or inclusion, quantity,
+          f'gains from adding {entry["domain"]} to the mixture',
+          f'loses from adding {entry["domain"]} to the mixture', unit))
   lines.append('')
   return lines + _plot(plots_written, 'domain_transfer', 'domain x task transfer')
 
@@ -664,6 +672,13 @@ def _quality_section(result: dict, plots_written: dict) -> list[str]:
   return lines + _plot(plots_written, 'quality_bars', 'quality arms per task')
 
 
+def _correlation_cell(c: dict) -> str:
+  text = _rounded(c['estimate'], c['ci95'], signed=True)
+  if c.get('p_exact') is not None:   # ranks in perfect order: no Fisher interval
+    return text + f' (exact permutation p {c["p_exact"]:.3f}{"" if c["significant"] else ", n.s."})'
+  return text + ('' if c['significant'] else ' (n.s.)')
+
+
 def _correlation_section(result: dict) -> list[str]:
   corr = result['loss_correlation']
   if not corr:
@@ -671,16 +686,15 @@ def _correlation_section(result: dict) -> list[str]:
   lines = ['## Held-out loss vs task score', '',
            'Correlation over arms of the pooled held-out MLM loss with each task\'s '
            f'mean score (Fisher-z intervals; at least {stats.MIN_CORRELATION_ARMS} '
-           'arms). Negative = lower loss goes with a higher score.', '']
+           'arms; a Spearman of ±1 gets the exact permutation p instead). Negative = '
+           'lower loss goes with a higher score.', '']
   rows = []
   for task, c in corr.items():
     if c['status'] != 'computed':
       rows.append([task, c['status'], MISSING, str(c['n'])])
       continue
-    rows.append([task] + [
-        _rounded(c[k]['estimate'], c[k]['ci95'], signed=True)
-        + ('' if c[k]['significant'] else ' (n.s.)') for k in ('pearson', 'spearman')]
-        + [str(c['n'])])
+    rows.append([task] + [_correlation_cell(c[k]) for k in ('pearson', 'spearman')]
+                + [str(c['n'])])
   return lines + _table(['task', 'Pearson [95% CI]', 'Spearman [95% CI]', 'arms'],
                         rows) + ['']
 
@@ -708,6 +722,10 @@ def _literature_text(item: dict) -> str:
                f'{pairs["reference"]}.')
     return text
   if item['key'] == 'dont_stop':
+    if item.get('paired'):
+      return (f'{better} of {len(effects)} (domain-aligned task, out-of-domain arm) '
+              'comparisons gain significantly from in-domain pretraining (fine-tuning, '
+              f'paired over test items, Holm across each pair\'s tasks), {worse} lose.')
     return (f'{better} of {len(effects)} domain-aligned tasks gain significantly '
             f'from in-domain pretraining, {worse} lose.')
   if item['key'] == 'dont_stop_loss':
@@ -804,9 +822,13 @@ def _methods_section() -> list[str]:
           'evaluation. Size arms are also compared on held-out loss at [MASK] with '
           'the largest arm, on the same positions (Welch over positions).',
           '- Domain and quality effects: differences of seed means, Welch '
-          'intervals.',
+          'intervals. Where per-item predictions exist, the domain-aligned and '
+          'Cramming verdicts read the paired fine-tuning comparisons instead '
+          '(Holm across the tasks of each pair).',
           f'- Correlations: Fisher-z intervals, only with >= '
-          f'{stats.MIN_CORRELATION_ARMS} arms.',
+          f'{stats.MIN_CORRELATION_ARMS} arms; Spearman\'s ρ = ±1 (ranks in '
+          f'perfect order) gets the exact permutation p over all orders instead '
+          f'(up to {stats.EXACT_PERMUTATION_MAX_N} arms).',
           '- Domain effects on held-out loss at [MASK]: each arm minus the mixed '
           'reference arm on one domain\'s held-out rows; 95% Welch interval from '
           'the two arms\' per-position loss SDs, as if their positions were '

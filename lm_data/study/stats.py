@@ -5,6 +5,7 @@ slopes, the power-law fit with its bootstrap band, and correlations.
 """
 
 import functools
+import itertools
 import math
 from typing import Any
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ POWER_LAW_PARAMS = 3            # E, B, beta
 MIN_FIT_DOF = 2
 # Fisher-z intervals need n > 3; below 5 arms they span most of [-1, 1].
 MIN_CORRELATION_ARMS = 5
+EXACT_PERMUTATION_MAX_N = 8     # 8! = 40320 orders
 SPEARMAN_SE_FACTOR = 1.06       # Fieller, Hartley & Pearson (1957): se = 1.06/sqrt(n-3)
 BETA_BOUNDS = (1e-3, 3.0)       # scaling exponents outside this are not plausible
 BETA_COARSE_POINTS = 200
@@ -266,6 +268,18 @@ def fisher_interval(r: float, n: int, se_factor: float = 1.0) -> list[float] | N
   return [math.tanh(z - half), math.tanh(z + half)]
 
 
+def spearman_permutation_p(x: Sequence[float], y: Sequence[float]) -> float | None:
+  """Two-sided exact p of Spearman's rho: every order of y's ranks (n <= 8)."""
+  rx, ry = metrics.rankdata(np.asarray(x)), metrics.rankdata(np.asarray(y))
+  if rx.size > EXACT_PERMUTATION_MAX_N or np.ptp(rx) == 0 or np.ptp(ry) == 0:
+    return None
+  orders = np.array(list(itertools.permutations(range(ry.size))))
+  cx = rx - rx.mean()
+  sums = np.abs((ry[orders] - ry.mean()) @ cx)   # rho is proportional to this sum
+  observed = abs(float((ry - ry.mean()) @ cx))
+  return float(np.mean(sums >= observed - 1e-9))
+
+
 def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
   """Pearson and Spearman with Fisher-z intervals (>= MIN_CORRELATION_ARMS)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -276,6 +290,14 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
   for name, fn, factor in (('pearson', pearson, 1.0),
                            ('spearman', spearman, SPEARMAN_SE_FACTOR)):
     estimate = fn(x, y)
+    if name == 'spearman' and estimate is not None and abs(estimate) >= 1 - 1e-12:
+      # Ranks in perfect order: Fisher's z has no interval there, and a
+      # [-1, -1] would claim certainty from a handful of arms. The exact
+      # permutation test says how rare a perfect order is (2/n! at n arms).
+      p = spearman_permutation_p(x, y)
+      out[name] = {'estimate': estimate, 'ci95': None, 'p_exact': p,
+                   'significant': None if p is None else bool(p < 1 - CI_LEVEL)}
+      continue
     ci = fisher_interval(estimate, x.size, factor) if estimate is not None else None
     out[name] = {'estimate': estimate, 'ci95': ci,
                  'significant': None if ci is None else bool(ci[0] > 0 or ci[1] < 0)}

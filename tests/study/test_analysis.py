@@ -139,6 +139,22 @@ def test_correlation_constant_and_few():
   assert result['pearson']['ci95'] == pytest.approx([-1.0, -1.0])
 
 
+def test_spearman_in_perfect_order_has_an_exact_p_not_a_point_interval():
+  # Five arms in perfect rank order: 2 of the 5! orders are as extreme.
+  result = stats.correlation([1, 2, 3, 4, 5], [0.9, 0.7, 0.6, 0.2, 0.1])
+  spearman = result['spearman']
+  assert spearman['estimate'] == pytest.approx(-1.0) and spearman['ci95'] is None
+  assert spearman['p_exact'] == pytest.approx(2 / 120) and spearman['significant']
+  four = stats.spearman_permutation_p([1, 2, 3, 4], [4, 3, 2, 1])
+  assert four == pytest.approx(2 / 24)
+  # Against scipy's exact test on an imperfect order (no ties, n = 6).
+  x, y = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
+  exact = scipy.stats.permutation_test(
+      (y,), lambda v: scipy.stats.spearmanr(x, v).statistic,
+      permutation_type='pairings', alternative='two-sided')
+  assert stats.spearman_permutation_p(x, y) == pytest.approx(exact.pvalue)
+
+
 def test_size_sensitivity_and_ranking():
   arms = fixtures.size_arms()
   result = analysis.analyze(fixtures.records(arms))
@@ -177,6 +193,55 @@ def test_domain_inclusion_from_leave_one_out():
   inclusion = analysis.domain_sensitivity(fixtures.records(arms))['licences']['inclusion']
   assert (inclusion['with_arm'], inclusion['without_arm']) == ('mix', 'mix-legal')
   assert inclusion['estimate'] == pytest.approx(0.1) and inclusion['improves']
+
+
+def test_domain_verdict_reads_the_paired_comparisons_when_there_are_items():
+  """One fine-tuning seed per arm (the CPU configs): the in-domain and inclusion
+  contrasts come from the pairs over test items, whichever order arm_pairs
+  stored them in."""
+  from lm_data.study import paired
+  both = ('legal', 'literature', 'religious')
+  arms = fixtures.domain_arms() + [
+      fixtures.arm('mix', fixtures.recipe(both), 10**6, 3.9, {}),
+      fixtures.arm('mix-legal', fixtures.recipe(both[1:]), 10**6, 3.9, {})]
+  for a in arms[3:]:
+    a['tasks'] = {'licences': fixtures.task_result([0.6], 'macro_f1', 'legal')}
+  rng = np.random.default_rng(3)
+  gold = {t: rng.integers(0, 4, 500) for t in ('licences', 'trec')}
+
+  def right(task, p):   # one seed that gets a share p of the items right
+    g = gold[task]
+    return np.where(rng.random(g.size) < p, g, (g + 1) % 4)
+
+  share = {'legal': 1.0, 'literature': 0.6, 'religious': 0.6, 'mix': 0.9, 'mix-legal': 0.6}
+  preds = {a: right('licences', p) for a, p in share.items()}
+  items = {t: {'items': paired.TaskItems('accuracy', g), 'evals': {}} for t, g in gold.items()}
+  for a in share:
+    items['licences']['evals'][(a, 'finetune')] = {'seeds': [preds[a]], 'deterministic': False}
+    items['trec']['evals'][(a, 'finetune')] = {'seeds': [right('trec', 0.7)],
+                                               'deterministic': False}
+  result = analysis.analyze(fixtures.records(arms), items)
+  entry = result['domain_sensitivity']['licences']
+  stored = result['arm_pairs']['pairs']
+  accuracy = {a: float((p == gold['licences']).mean()) for a, p in preds.items()}
+  for other in ('literature', 'religious'):
+    e = entry['in_domain_paired'][other]
+    assert e['estimate'] == pytest.approx(accuracy['legal'] - accuracy[other])
+    assert e['improves'] and e['ci95'][0] > 0
+  # 'mix' is the reference arm, so the pair is stored as 'mix-legal - mix'.
+  back = stored['mix-legal - mix']['finetune']['licences']
+  inclusion = entry['inclusion_paired']
+  assert inclusion['estimate'] == pytest.approx(accuracy['mix'] - accuracy['mix-legal'])
+  assert inclusion['ci95'] == pytest.approx([-back['ci95'][1], -back['ci95'][0]])
+  assert inclusion['p_holm'] == back['p_holm'] and inclusion['improves']
+  verdict = [x for x in result['literature'] if x['key'] == 'dont_stop'][0]
+  assert verdict['paired'] and verdict['verdict'] == 'agrees'
+  assert sorted(x['out_of_domain_arm'] for x in verdict['evidence']) == ['literature',
+                                                                          'religious']
+  # A paired loss for the in-domain arm flips the verdict.
+  items['licences']['evals'][('legal', 'finetune')]['seeds'] = [right('licences', 0.3)]
+  worse = analysis.analyze(fixtures.records(arms), items)
+  assert [x for x in worse['literature'] if x['key'] == 'dont_stop'][0]['verdict'] == 'contradicts'
 
 
 def quality_arms():

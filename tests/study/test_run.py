@@ -40,7 +40,34 @@ def test_quality_markup_open_variant_adds_its_diagnostic_arm():
   arms = run.select_arms(quality_ablation.get_config('markup_open,arm=markup_open_0.5'))
   assert [a.name for a in arms] == ['markup_open_0.5']
   assert arms[0].data.degrade.to_dict() == {'markup_open': 0.5}
-  assert len(quality_ablation.get_config().arms) == 9  # not in the default study
+  assert 'markup_open_0.5' not in [a.name for a in quality_ablation.get_config().arms]
+
+
+def test_domain_and_quality_defaults_fit_the_cpu_and_variants_keep_every_arm():
+  def names(module, arg=None):
+    return [a.name for a in module.get_config(arg).arms]
+  # Domain: the task-aligned single domains, the mix and their leave-outs by
+  # default; :all_domains every single domain (the full transfer heat map).
+  assert names(domain_ablation) == ['only_legal', 'only_conversational', 'mix_balanced',
+                                    'mix_without_legal', 'mix_without_conversational']
+  every = names(domain_ablation, 'all_domains')
+  assert len(every) == 9 and {f'only_{d}' for d in domain_ablation.DOMAINS} <= set(every)
+  assert len(names(domain_ablation, 'all_domains,loo')) == 6 + 1 + 6
+  # Quality: four arms by default, nine with :all_arms and at scale (:tpu).
+  assert names(quality_ablation) == ['unfiltered', 'all_filters', 'char_noise_0.2',
+                                     'markup_0.5']
+  assert len(names(quality_ablation, 'all_arms')) == 9
+  assert names(quality_ablation, 'tpu') == names(quality_ablation, 'all_arms')
+  # One CPU recipe: quality trains and fine-tunes exactly as size; domain differs
+  # only in its rate, length and early stopping (single domains plateau at 2e-3).
+  size, quality, domain = (m.get_config() for m in (size_ablation, quality_ablation,
+                                                     domain_ablation))
+  assert quality.train == size.train and quality.finetune == size.finetune
+  assert domain.finetune == size.finetune
+  differ = {k for k in size.train if domain.train[k] != size.train[k]}
+  assert differ == {'learning_rate', 'num_train_steps', 'early_stopping_patience',
+                    'cooldown_on_stop'}
+  assert domain.train.learning_rate == 1e-3 and domain.train.schedule == 'wsd'
 
 
 def _bad(mutate, match):
