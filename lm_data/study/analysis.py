@@ -354,6 +354,17 @@ def quality_sensitivity(arms: Sequence[Arm]) -> dict[str, Any]:
   return out
 
 
+def quality_heldout_loss(arms: Sequence[Arm]) -> dict[str, Any]:
+  """Each quality arm's pooled held-out loss at [MASK] minus its unfiltered
+  reference's, on the same positions (every arm: held-out loss needs no gate)."""
+  pairs = {}
+  for arm in arms:
+    ref = quality_reference(arms, arm) if manipulates_quality(arm.recipe) else None
+    if ref is not None and (effect := _loss_difference(arm, arms[ref], POOLED)):
+      pairs[arm.arm] = effect | {'reference': arms[ref].arm}
+  return {'pairs': pairs}
+
+
 def pooled_loss(arm: Arm) -> float | None:
   """The arm's held-out loss pooled over domains (None if not measured)."""
   pooled = arm.pooled()
@@ -857,6 +868,7 @@ def analyze(arms: Sequence[Arm], items: dict | None = None) -> dict[str, Any]:
     out['domain_heldout_loss'] = domain_heldout_loss(arms)   # every arm: no gate
   if varies['quality']:
     out['quality_sensitivity'] = quality_sensitivity(claim_arms)
+    out['quality_heldout_loss'] = quality_heldout_loss(arms)   # every arm: no gate
   out['loss_correlation'] = loss_correlations(claim_arms)
   out['literature'] = literature(out, claim_arms, claim_group)
   scored = _scored(items)

@@ -641,6 +641,13 @@ def _domain_section(result: dict, plots_written: dict) -> list[str]:
 def _quality_section(result: dict, plots_written: dict) -> list[str]:
   quality = result['quality_sensitivity']
   lines = ['## Sensitivity to quality', '']
+  loss = (result.get('quality_heldout_loss') or {}).get('pairs')
+  if loss:
+    lines += ['Held-out loss at [MASK], pooled, each arm minus its unfiltered reference '
+              'on the same positions (every arm; Welch interval over positions, one '
+              'pretraining run per arm):', '']
+    lines += [f'- {arm} − {e["reference"]}: {_loss_cell(e)}' for arm, e in loss.items()]
+    lines.append('')
   if quality['status'] != 'computed':
     return lines + [quality['status'] + '.', '']
   lines += ['Difference of each quality arm from its unfiltered reference arm '

@@ -287,6 +287,24 @@ def test_cramming_reads_the_paired_comparisons_when_there_are_items():
   assert [x for x in without['literature'] if x['key'] == 'cramming'][0]['verdict'] == 'agrees'
 
 
+def test_quality_arms_compare_held_out_loss_with_their_reference():
+  arms = quality_arms()
+  loss = {'unfiltered': 5.20, 'heuristic': 5.21, 'noise': 7.05}
+  for a in arms:
+    a['heldout']['all'].update(loss_mask=loss[a['arm']], loss_sd_mask=2.7,
+                               predictions_mask=30_000)
+  result = analysis.analyze(fixtures.records(arms))
+  pairs = result['quality_heldout_loss']['pairs']
+  assert sorted(pairs) == ['heuristic', 'noise']   # every arm, learned or not
+  for name, effect in pairs.items():
+    assert effect['reference'] == 'unfiltered'
+    assert effect['estimate'] == pytest.approx(loss[name] - 5.20)
+    welch = scipy.stats.ttest_ind_from_stats(loss[name], 2.7, 30_000, 5.20, 2.7, 30_000,
+                                             equal_var=False)
+    assert effect['significant'] == (welch.pvalue < 0.05)
+  assert pairs['noise']['improves'] is False and pairs['heuristic']['improves'] is None
+
+
 def test_quality_reference_prefers_same_recipe():
   small = fixtures.arm('small', fixtures.recipe(budget_fraction=0.25), 10**5, 4.5, {})
   arms = [small] + quality_arms()

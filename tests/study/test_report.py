@@ -105,13 +105,18 @@ def test_domain_ablation_report(tmp_path):
 
 
 def test_quality_ablation_report(tmp_path):
-  results = report.write_report(tmp_path, {'name': 'quality_ablation'},
-                                test_analysis.quality_arms(), {})
+  arms = test_analysis.quality_arms()
+  for a, loss in zip(arms, (5.2, 5.21, 7.05)):
+    a['heldout']['all'].update(loss_mask=loss, loss_sd_mask=2.7, predictions_mask=30_000)
+  results = report.write_report(tmp_path, {'name': 'quality_ablation'}, arms, {})
   md = _check_outputs(tmp_path, results, {'quality_bars'})
   assert '| heuristic | heuristic | unfiltered | +0.100 [' in md
   assert '- trec on noise: no significant effect (difference from unfiltered' in md
   assert 'trec on heuristic is better than unfiltered' in md
   assert 'no interval over seeds' not in md
+  # Held-out loss on the same positions (Welch: SE = 2.7 * sqrt(2 / 30000)).
+  assert '- noise − unfiltered: +1.850 [+1.807, +1.893]\n' in md
+  assert '- heuristic − unfiltered: +0.010 [-0.033, +0.053] (n.s.)\n' in md
   one_seed = test_analysis.quality_arms()
   for arm in one_seed:   # one fine-tuning seed per arm, as the CPU configs run
     arm['tasks']['trec'] = fixtures.task_result(arm['tasks']['trec']['scores'][:1])
