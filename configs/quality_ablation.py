@@ -73,4 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name=name, data=common.data_recipe(domains=list(POOL), **fields), epochs=0))
             for name, fields in arms.items()]
   common.cpu_recipe(c)
+  # At 2e-3 only the unfiltered arm left the loss plateau early (step ~1500);
+  # all_filters left it at ~2750 and ended 0.69 nats below its unigram, 1.34 at
+  # 1e-3 (BUILD_NOTES.md, 'Session 14'): the filtered text, like a single
+  # domain, wants the lower peak rate, and arms compared mid-escape would
+  # measure when each escaped.
+  c.train.learning_rate = 1e-3
   return common.apply_variants(c, a)
