@@ -12,25 +12,35 @@ the smallest arm's unique-token count (`equal_budget`).
 
 Command:
   python main.py --config=configs/quality_ablation.py --workdir=runs/quality
-Variants: :smoke, :arm=NAME, :tpu (C4 + BERT-base; filters run on the stream),
-:gpu (the size ablation's one-GPU model and training, configs/common.py: gpu;
-9 arms, so ~2.2x its unmeasured runtime), :markup_open (adds the diagnostic arm
-markup_open_0.5: markup_0.5 without its closing tags; run it alone with
-`:markup_open,arm=markup_open_0.5`).
-Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 5'): 52 min
-14 s (1200 steps per arm, lighter fine-tuning: configs/common.py: nine_arms);
-1 h 18 min 24 s on session 11's slower box with the controls computed
-('Session 11'; over the 60-min budget: ~8.5 min of pretraining per arm
-beside the evaluation); :smoke 3 min 14 s.
-Expected (measured): character noise raises held-out loss at [MASK]
-monotonically (6.27 clean, 6.51 at 5%, 7.23 at 20%); dedup lowers it a little
-(6.20), heuristic/compression filters do not at equal tokens; no filter
-changes a task consistently (session 11, paired with Holm: compression +0.091
-on vader_rating, heuristic -0.034 on POS fine-tuning; MDEs 0.01-0.15).
-markup_0.5 reaches the lowest loss (5.85), lower on every held-out domain
-though its own count models of clean text are worse; the gap widens at 3000
-steps (BUILD_NOTES.md, 'Session 9'). Without the closing tags (:markup_open)
-6.03: 59% of the gain with 69% of the tag text ('Session 10'). Unexplained.
+Default arms (4): unfiltered, all_filters, char_noise_0.2, markup_0.5; 6.01M
+unique tokens each. Variants: :smoke, :arm=NAME, :all_arms (also heuristic,
+dedup and compression alone, char_noise_0.05, boilerplate_0.5: nine arms,
+~2.2x the time), :tpu (C4 + BERT-base, all nine arms; filters run on the
+stream), :gpu (the size ablation's one-GPU model and training,
+configs/common.py: gpu; RUNTIME UNMEASURED), :markup_open (adds the
+diagnostic arm markup_open_0.5: markup_0.5 without its closing tags; run it
+alone with `:markup_open,arm=markup_open_0.5`).
+Recipe: configs/common.py: cpu_recipe (3000 wsd steps, early stopping, the
+branched decay; fine-tuning on 500 examples for >= 120 steps) at peak rate
+1e-3: at 2e-3 all_filters left the loss plateau only at step ~2750 (0.69 nats
+below its unigram; 1.34 at 1e-3; BUILD_NOTES.md, 'Session 14').
+Runtime (2-core CPU, archives cached; 'Session 14'): 25 min 35 s whole with
+the control results cached (peak RSS 3.2 GB), 28 min 48 s the first time
+(controls computed, at 2e-3), on a box that pretrained at ~22.8k tokens/s
+alone. Scaled by that speed: ~47 min on session 13's box (12.3k), ~76 min on
+session 12's (7.7k). The nine arms at 1200 steps took 1 h 18 min on session
+11's slower box. :smoke 3 min 14 s (session 5).
+Expected (measured, 'Session 14'): every arm learned (loss at [MASK] below
+the unigram: unfiltered 1.48, all_filters 1.34, char_noise_0.2 0.54,
+markup_0.5 2.00 nats). Against unfiltered on the same held-out positions
+(raw text of every domain): all_filters +0.19, char_noise_0.2 +1.55,
+markup_0.5 -0.43 nats. Downstream, paired with Holm, filtering loses on POS
+(-0.010) and vader_rating (-0.086) fine-tuning and gains nowhere: Cramming's
+verdict "contradicts" at MDEs of 0.002-0.18 (sms_spam 2.6). Noise costs POS
+(-0.050 fine-tuning, -0.084 probe); markup helps POS (+0.029 fine-tuning,
++0.057 probe). Pretrained beats random init on 2-3 of 8 tasks per arm.
+markup_0.5's lower loss on clean text stays unexplained (session 10: it
+follows the amount of tag text).
 """
 
 import ml_collections
