@@ -26,7 +26,7 @@ Runtime (2-core CPU, archives cached; BUILD_NOTES.md, 'Session 14'): 27 min
 05 s whole on the first run, the random-init controls computed (peak RSS 3.3
 GB), on a box that pretrained at 19.2k tokens/s. Scaled by that speed: ~42
 min on session 13's box (12.3k), ~68 min on session 12's (7.7k).
-:smoke 2 min 20 s (session 12).
+:smoke 2 min 42 s (session 14, its controls computed).
 Expected (measured, 'Session 14'): every arm learned (own-rows loss at [MASK]
 0.50-1.81 nats below its unigram: only_legal 1.81, only_conversational 1.00,
 mix_balanced 0.84, mix_without_legal 0.503, just past the 0.5 gate). Each

@@ -29,7 +29,7 @@ the control results cached (peak RSS 3.2 GB), 28 min 48 s the first time
 (controls computed, at 2e-3), on a box that pretrained at ~22.8k tokens/s
 alone. Scaled by that speed: ~47 min on session 13's box (12.3k), ~76 min on
 session 12's (7.7k). The nine arms at 1200 steps took 1 h 18 min on session
-11's slower box. :smoke 3 min 14 s (session 5).
+11's slower box. :smoke 2 min 56 s (session 14, its controls computed).
 Expected (measured, 'Session 14'): every arm learned (loss at [MASK] below
 the unigram: unfiltered 1.48, all_filters 1.34, char_noise_0.2 0.54,
 markup_0.5 2.00 nats). Against unfiltered on the same held-out positions
