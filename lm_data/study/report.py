@@ -682,7 +682,8 @@ def _quality_section(result: dict, plots_written: dict) -> list[str]:
 def _correlation_cell(c: dict) -> str:
   text = _rounded(c['estimate'], c['ci95'], signed=True)
   if c.get('p_exact') is not None:   # ranks in perfect order: no Fisher interval
-    return text + f' (exact permutation p {c["p_exact"]:.3f}{"" if c["significant"] else ", n.s."})'
+    verdict = '' if c['significant'] else ', n.s.'
+    return text + f' (exact permutation p {c["p_exact"]:.3f}{verdict})'
   return text + ('' if c['significant'] else ' (n.s.)')
 
 

@@ -290,13 +290,13 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
   for name, fn, factor in (('pearson', pearson, 1.0),
                            ('spearman', spearman, SPEARMAN_SE_FACTOR)):
     estimate = fn(x, y)
-    if name == 'spearman' and estimate is not None and abs(estimate) >= 1 - 1e-12:
+    perfect = name == 'spearman' and estimate is not None and abs(estimate) >= 1 - 1e-12
+    if perfect and (p := spearman_permutation_p(x, y)) is not None:
       # Ranks in perfect order: Fisher's z has no interval there, and a
       # [-1, -1] would claim certainty from a handful of arms. The exact
       # permutation test says how rare a perfect order is (2/n! at n arms).
-      p = spearman_permutation_p(x, y)
       out[name] = {'estimate': estimate, 'ci95': None, 'p_exact': p,
-                   'significant': None if p is None else bool(p < 1 - CI_LEVEL)}
+                   'significant': bool(p < 1 - CI_LEVEL)}
       continue
     ci = fisher_interval(estimate, x.size, factor) if estimate is not None else None
     out[name] = {'estimate': estimate, 'ci95': ci,

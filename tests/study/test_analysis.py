@@ -147,6 +147,9 @@ def test_spearman_in_perfect_order_has_an_exact_p_not_a_point_interval():
   assert spearman['p_exact'] == pytest.approx(2 / 120) and spearman['significant']
   four = stats.spearman_permutation_p([1, 2, 3, 4], [4, 3, 2, 1])
   assert four == pytest.approx(2 / 24)
+  # Beyond 8 arms (8! orders) no exact p: the Fisher limit, significant.
+  nine = stats.correlation(range(9), range(9))['spearman']
+  assert 'p_exact' not in nine and nine['significant']
   # Against scipy's exact test on an imperfect order (no ties, n = 6).
   x, y = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
   exact = scipy.stats.permutation_test(
