@@ -738,6 +738,17 @@ def arm_pairs(arms: Sequence[Arm], scored: dict) -> dict[str, Any]:
   return {'reference': ref.arm if ref else None, 'pairs': pairs}
 
 
+def _pair_family(pairs: dict, a: str, b: str, evaluation: str) -> dict[str, dict]:
+  """a minus b per task from `arm_pairs`, whichever order it stored the pair in."""
+  family = (pairs['pairs'].get(f'{a} - {b}') or {}).get(evaluation)
+  if family:
+    return family
+  family = (pairs['pairs'].get(f'{b} - {a}') or {}).get(evaluation) or {}
+  # Holm's p-values do not depend on the sign.
+  return {task: e | {'estimate': -e['estimate'], 'ci95': [-e['ci95'][1], -e['ci95'][0]],
+                     'a': e['b'], 'b': e['a']} for task, e in family.items()}
+
+
 def _paired_cramming(items: list[dict], pairs: dict) -> None:
   """Cramming's evidence from the paired fine-tuning comparisons where they exist.
 
@@ -753,7 +764,7 @@ def _paired_cramming(items: list[dict], pairs: dict) -> None:
     for x in item['evidence']:
       arms.setdefault(x['arm'], x['reference'])
     for arm, reference in arms.items():
-      family = (pairs['pairs'].get(f'{arm} - {reference}') or {}).get('finetune') or {}
+      family = _pair_family(pairs, arm, reference, 'finetune')
       if not family:
         evidence += [x for x in item['evidence'] if x['arm'] == arm]
         continue
@@ -764,18 +775,6 @@ def _paired_cramming(items: list[dict], pairs: dict) -> None:
     item['evidence'] = evidence
     item['verdict'] = _verdict([x['effect']['improves'] for x in evidence])
     item['paired'] = any(x.get('paired') for x in evidence)
-
-
-def _pair_effect(pairs: dict, a: str, b: str, evaluation: str, task: str) -> dict | None:
-  """a minus b on one task from `arm_pairs`, whichever order it stored the pair in."""
-  e = ((pairs['pairs'].get(f'{a} - {b}') or {}).get(evaluation) or {}).get(task)
-  if e is not None:
-    return dict(e)
-  e = ((pairs['pairs'].get(f'{b} - {a}') or {}).get(evaluation) or {}).get(task)
-  if e is None:
-    return None
-  low, high = e['ci95']   # Holm's p-values do not depend on the sign
-  return e | {'estimate': -e['estimate'], 'ci95': [-high, -low], 'a': e['b'], 'b': e['a']}
 
 
 def _paired_domain(out: dict) -> None:
@@ -791,7 +790,7 @@ def _paired_domain(out: dict) -> None:
   pairs, domain = out['arm_pairs'], out.get('domain_sensitivity') or {}
 
   def paired_effect(a, b, task):
-    e = _pair_effect(pairs, a, b, 'finetune', task)
+    e = _pair_family(pairs, a, b, 'finetune').get(task)
     return None if e is None else _oriented(e, e['main_metric'], 'significant_holm')
 
   for task, entry in domain.items():
