@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 
 from absl import logging
@@ -336,8 +337,10 @@ def _probe_encoder(model_config, seed: int):
 class _Task:
   """Everything one task's evaluation shares across inits and seeds."""
 
-  def __init__(self, task, data, *, pretrained, tokenizer, config, task_dir, arm):
+  def __init__(self, task, data, *, pretrained, tokenizer, config, task_dir, arm,
+               stop=None):
     self.task, self.config, self.task_dir, self.arm = task, config, task_dir, arm
+    self.stop = stop
     self.pretrained = pretrained
     model_config = pretrained.model_config
     self.recipe, self.limits = task_recipe(task, config, model_config.max_len)
@@ -491,7 +494,8 @@ class _Task:
           tuner.init_params(seed, encoder), self.encoded['train'],
           self.encoded['dev'], seed=seed, main_metric=self.task.main_metric,
           patience=self.config.patience,
-          label=label if len(self.rates) == 1 else f'{label} lr {rate:g}')
+          label=label if len(self.rates) == 1 else f'{label} lr {rate:g}',
+          should_stop=self.stop.is_set if self.stop is not None else None)
     rate = max(self.rates, key=lambda r: max(fits[r].dev_history))
     tuner, fit = self.tuner(rate), fits[rate]
     raw = {s: tuner.predict(fit.params, self.encoded[s]) for s in self.eval_splits}
@@ -510,30 +514,35 @@ class _Task:
 def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
              pretrained: checkpoint.Pretrained, tokenizer: encoding.Tokenizer,
              config: ml_collections.ConfigDict, task_dir: utils.AnyPath,
-             arm: str) -> None:
+             arm: str, stop: threading.Event | None = None) -> None:
   """Evaluates one task for every init and seed; writes results.
 
   Results already on disk with the same key (settings, tokenizer, model
   config and, for the pretrained encoder, checkpoint step) are kept.
-  Cheapest first: baseline, lexical, probes, then fine-tuning.
+  Cheapest first: baseline, lexical, probes, then fine-tuning. Once `stop` is
+  set, no result or fine-tuning epoch starts: `trainer.Stopped` is raised.
   """
   state = _Task(task, data, pretrained=pretrained, tokenizer=tokenizer,
-                config=config, task_dir=task_dir, arm=arm)
+                config=config, task_dir=task_dir, arm=arm, stop=stop)
   inits = active_inits(config, task.kind)
   if task.kind != 'qa':
     state.write_items()
-  for init in ('baseline', 'lexical'):
-    if init in inits and not state.done(init, None):
+  todo = [(init, None) for init in ('baseline', 'lexical') if init in inits]
+  for init in controls.PROBE_INITS + controls.TRAINED_INITS:
+    if init in inits:
+      todo += [(init, seed) for seed in
+               ([None] if init in controls.SINGLE_INITS else range(num_seeds(config, init)))]
+  for init, seed in todo:
+    if state.done(init, seed):
+      continue
+    if stop is not None and stop.is_set():
+      raise trainer.Stopped(f'{arm} {task.name}: stopped before {init} seed {seed}')
+    if init in ('baseline', 'lexical'):
       getattr(state, init)()
-  for init in controls.PROBE_INITS:
-    seeds = [None] if init in controls.SINGLE_INITS else range(num_seeds(config, init))
-    for seed in (seeds if init in inits else ()):
-      if not state.done(init, seed):
-        state.probe(init, seed)
-  for init in controls.TRAINED_INITS:
-    for seed in (range(num_seeds(config, init)) if init in inits else ()):
-      if not state.done(init, seed):
-        state.finetune(init, seed)
+    elif init in controls.PROBE_INITS:
+      state.probe(init, seed)
+    else:
+      state.finetune(init, seed)
   if state.from_cache:
     logging.info('%s %s: %d control results reused from the controls cache %s', arm,
                  task.name, state.from_cache, state.cache_dir)
@@ -594,8 +603,12 @@ def load_tokenizer(pretrained: checkpoint.Pretrained) -> tokenizer_lib.Tokenizer
 
 def evaluate_arm(config: ml_collections.ConfigDict,
                  pretrained: checkpoint.Pretrained,
-                 eval_dir: utils.PathLike, *, arm: str) -> dict:
-  """All configured tasks for one pretrained encoder; returns the summary."""
+                 eval_dir: utils.PathLike, *, arm: str,
+                 stop: threading.Event | None = None) -> dict:
+  """All configured tasks for one pretrained encoder; returns the summary.
+
+  `stop` (set from another thread) ends it early with `trainer.Stopped`.
+  """
   eval_dir = utils.path(eval_dir)
   tokenizer = load_tokenizer(pretrained)
   summary = {'arm': arm, 'checkpoint_step': pretrained.step, 'tasks': {}}
@@ -603,7 +616,7 @@ def evaluate_arm(config: ml_collections.ConfigDict,
     task = tasks_lib.get_task(name)
     start = time.time()
     run_task(task, task.load(), pretrained=pretrained, tokenizer=tokenizer,
-             config=config, task_dir=eval_dir / name, arm=arm)
+             config=config, task_dir=eval_dir / name, arm=arm, stop=stop)
     logging.info('%s: %s done in %.1fs', arm, name, time.time() - start)
     summary['tasks'][name] = {'kind': task.kind, 'domain': task.domain,
                               'main_metric': task.main_metric,
@@ -615,10 +628,11 @@ def evaluate_arm(config: ml_collections.ConfigDict,
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict,
                         ckpt_dir: utils.PathLike,
-                        eval_dir: utils.PathLike, *, arm: str) -> dict:
+                        eval_dir: utils.PathLike, *, arm: str,
+                        stop: threading.Event | None = None) -> dict:
   """Reads the encoder of `ckpt_dir` (read-only) and evaluates it."""
   pretrained = checkpoint.load_pretrained(ckpt_dir, config.step)
-  return evaluate_arm(config, pretrained, eval_dir, arm=arm)
+  return evaluate_arm(config, pretrained, eval_dir, arm=arm, stop=stop)
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: utils.PathLike

@@ -4,7 +4,7 @@ One `FineTuner` per (task, model config, recipe) compiles its train and predict
 steps once; every seed and every init (pretrained / random) reuses them.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import dataclasses
 import functools
 import math
@@ -136,6 +136,11 @@ def _full_width(shape: tuple[int, ...], kind: str, width: int) -> tuple[int, ...
   if kind in ('token_classification', 'qa'):
     return (width,) + shape[1:]
   return shape
+
+
+class Stopped(Exception):
+  """A stop was asked for (the study got SIGTERM): no further fit or epoch
+  starts; results already written are kept, and a re-run resumes from them."""
 
 
 @dataclasses.dataclass
@@ -310,18 +315,22 @@ class FineTuner:
 
   def fit(self, params: Params, train: encoding.Encoded, dev: encoding.Encoded,
           *, seed: int, main_metric: str, patience: int,
-          label: str = '') -> FitResult:
+          label: str = '',
+          should_stop: Callable[[], bool] | None = None) -> FitResult:
     """Trains for self.epochs; keeps the epoch with the best dev main metric.
 
     Once at least `min_steps` optimizer steps are done, stops early after
     `patience` epochs without improvement (0 disables). All main metrics are
-    higher-is-better. `label` tags the log lines.
+    higher-is-better. `label` tags the log lines. `should_stop` is asked before
+    each epoch; True raises `Stopped`.
     """
     opt_state = self._steps.optimizer.init(params)
     dropout_key = stream_key(seed, DROPOUT_STREAM)
     best, best_params, best_epoch, history = -math.inf, params, 0, []
     step = 0
     for epoch in range(1, self.epochs + 1):
+      if should_stop is not None and should_stop():
+        raise Stopped(f'{label}: stopped before epoch {epoch}')
       for index, width in self._batches(train, seed, epoch):
         features, targets = _rows(train, index, width)
         params, opt_state, loss = self._steps.train_step(

@@ -10,13 +10,15 @@ a 2-core CPU the tiny model's train step keeps ~1.3 cores busy, so the
 evaluation mostly fills idle cores. Evaluations run one at a time, in arm
 order, so the controls are still computed once (by the first arm) and copied.
 Results do not depend on the overlap: every computation is deterministic and
-writes its own files.
+writes its own files. A SIGTERM during pretraining saves the arm and stops the
+running evaluation at its next fine-tuning epoch; the same command resumes.
 """
 
 import concurrent.futures
 import json
 import math
 import re
+import threading
 import time
 import types
 
@@ -303,15 +305,19 @@ class Study:
     return None if record is None else self.evaluate_arm(arm, record)
 
   def evaluate_arm(self, arm: ml_collections.ConfigDict,
-                   record: records_lib.ArmRecord) -> records_lib.ArmRecord:
-    """Downstream scores of a pretrained arm added to its record, which is written."""
+                   record: records_lib.ArmRecord,
+                   stop: threading.Event | None = None) -> records_lib.ArmRecord:
+    """Downstream scores of a pretrained arm added to its record, which is written.
+
+    `stop` set: ends early with `finetune.trainer.Stopped`, nothing written.
+    """
     arm_dir = self.workdir / 'arms' / arm.name
     if self.is_main:
       # Controls (random-init encoder, majority baseline) do not depend on the
       # arm: the fine-tuning run copies them from a sibling arm, so they cost once.
       summary = finetune_run.evaluate_checkpoint(self.finetune_config(),
                                                  arm_dir / 'checkpoints', arm_dir / 'eval',
-                                                 arm=arm.name)
+                                                 arm=arm.name, stop=stop)
       record.tasks = task_scores(summary, records_lib.INIT_OF['tasks'])
       record.probes = task_scores(summary, records_lib.INIT_OF['probes'])
       record.controls = {name: task_scores(summary, records_lib.INIT_OF[name])
@@ -355,12 +361,15 @@ def _run_arms(study: Study, arms, budgets, *, overlap: bool) -> list[dict] | Non
   pending: list[tuple[str, concurrent.futures.Future]] = []
   executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='downstream')
               if overlap else None)
+  # Set when the study stops early (SIGTERM, an error): the background
+  # evaluation then ends at its next epoch instead of finishing the arm.
+  stop = threading.Event()
   began = time.perf_counter()
   pretrain_seconds = []
 
   def evaluate(k, arm, record):
     start = time.perf_counter()
-    record = study.evaluate_arm(arm, record)
+    record = study.evaluate_arm(arm, record, stop)
     logging.info('study: arm %d/%d %s evaluated in %s (%s since the study began)', k, n,
                  arm.name, _minutes(time.perf_counter() - start),
                  _minutes(time.perf_counter() - began))
@@ -401,8 +410,9 @@ def _run_arms(study: Study, arms, budgets, *, overlap: bool) -> list[dict] | Non
   finally:
     if executor is not None:
       if any(not f.done() for _, f in pending):
-        logging.warning('waiting for the running downstream evaluation to finish '
-                        '(its finished tasks are kept either way)')
+        stop.set()
+        logging.warning('stopping the running downstream evaluation at its next '
+                        'epoch; its finished results are kept and a re-run resumes')
       executor.shutdown(wait=True, cancel_futures=True)
   return [done[arm.name] for arm in arms]
 

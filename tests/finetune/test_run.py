@@ -1,6 +1,7 @@
 """The entry point: checkpoint discovery, recipes, result files and resume."""
 
 import json
+import threading
 
 import jax
 import numpy as np
@@ -157,6 +158,43 @@ def test_run_task_writes_results_controls_and_resumes(tmp_path):
     fresh = json.loads((other_dir / name).read_text())
     assert fresh['checkpoint_step'] == 9
     assert fresh['key'] != json.loads((task_dir / name).read_text())['key']
+
+
+def test_run_task_stops_between_results_and_resumes_the_rest(tmp_path, monkeypatch):
+  """A stop set during one result lets it finish and starts no other; the
+  same call without a stop then writes only the missing results."""
+  model_config = fakes.tiny_config()
+  recipe = base.FinetuneSettings(learning_rate=1e-2, epochs=1, batch_size=32, max_len=16)
+  examples = test_trainer._synthetic(300, 0)
+  splits = {'train': examples[:200], 'dev': examples[200:250], 'test': examples[250:]}
+  task = base.Task('synthetic', 'classification', 'accuracy', ('bad', 'good'),
+                   recipe, load=lambda: base.TaskData(splits), description='')
+  tuner = trainer.FineTuner('classification', model_config, 2, recipe, 200)
+  pretrained = checkpoint.Pretrained(
+      model_config, jax.device_get(tuner.init_params(1)['encoder']), tmp_path / 'tok',
+      step=1, meta={})
+  config = _config(seeds=1, probe_seeds=1)
+  stop = threading.Event()
+  probe = run._Task.probe
+
+  def probe_then_stop(self, init, seed):
+    probe(self, init, seed)
+    stop.set()   # as SIGTERM would, from another thread
+
+  monkeypatch.setattr(run._Task, 'probe', probe_then_stop)
+  kwargs = dict(pretrained=pretrained, tokenizer=fakes.FakeTokenizer(), config=config,
+                task_dir=tmp_path / 'eval', arm='a')
+  with pytest.raises(trainer.Stopped, match='a synthetic: stopped before random_probe seed 0'):
+    run.run_task(task, task.load(), stop=stop, **kwargs)
+  assert sorted(p.name for p in (tmp_path / 'eval').iterdir()) == [
+      'baseline.json', 'items.json', 'lexical.json', 'probe.json']
+  kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / 'eval').iterdir()}
+  monkeypatch.setattr(run._Task, 'probe', probe)
+  run.run_task(task, task.load(), **kwargs)
+  after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / 'eval').iterdir()}
+  assert sorted(after) == sorted([*kept, 'random_probe_seed_0.json', 'random_seed_0.json',
+                                  'seed_0.json'])
+  assert {k: after[k] for k in kept} == kept
 
 
 def test_seeds_per_init_and_inits_per_kind():

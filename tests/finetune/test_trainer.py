@@ -153,6 +153,20 @@ def test_fit_is_deterministic_per_seed(tuned):
   assert fits[0].dev_history == fits[1].dev_history
 
 
+def test_fit_stops_before_the_next_epoch_when_asked(tuned):
+  tuner, train, dev, _ = tuned
+  asked = []
+
+  def should_stop():
+    asked.append(True)
+    return len(asked) > 1   # let the first epoch run
+
+  with pytest.raises(trainer.Stopped, match='t: stopped before epoch 2'):
+    tuner.fit(tuner.init_params(0), train, dev, seed=0, main_metric='accuracy',
+              patience=0, label='t', should_stop=should_stop)
+  assert len(asked) == 2
+
+
 def test_pretrained_encoder_replaces_random_one():
   recipe = base.FinetuneSettings(max_len=16)
   tuner = trainer.FineTuner('classification', fakes.tiny_config(), 2, recipe, 8)

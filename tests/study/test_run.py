@@ -1,6 +1,8 @@
 """Bad ablation configs fail before any work, with a message saying what to change."""
 
 import json
+import threading
+import time
 import types
 
 import jax
@@ -11,6 +13,7 @@ from configs import domain_ablation, quality_ablation, size_ablation
 from configs import finetune as finetune_config
 from lm_data import checks
 from lm_data import errors
+from lm_data.finetune import trainer
 from lm_data.study import run
 
 
@@ -331,3 +334,28 @@ def test_one_arm_of_a_job_array_gets_the_study_budget(tmp_path, monkeypatch):
   run.run_study(config, tmp_path)
   assert seen['arms'] == ['only_legal']
   assert seen['budgets']['only_legal'] == 500
+
+
+def test_a_stopped_pretraining_stops_the_running_evaluation_promptly(tmp_path):
+  """SIGTERM while arm 2 pretrains: the study returns None once arm 1's
+  background evaluation has stopped, instead of waiting for it to finish."""
+  evaluating, seen = threading.Event(), {}
+
+  class FakeStudy:
+    workdir = tmp_path
+
+    def pretrain_arm(self, arm, budget, k, n):
+      if arm.name == 'a':
+        return 'record a'
+      assert evaluating.wait(30)   # arm 1's evaluation is running
+      return None                  # as after SIGTERM: saved, not finished
+
+    def evaluate_arm(self, arm, record, stop):
+      evaluating.set()
+      seen['stopped'] = stop.wait(60)
+      raise trainer.Stopped('a: stopped')
+
+  arms = [types.SimpleNamespace(name='a'), types.SimpleNamespace(name='b')]
+  start = time.perf_counter()
+  assert run._run_arms(FakeStudy(), arms, {'a': None, 'b': None}, overlap=True) is None
+  assert seen == {'stopped': True} and time.perf_counter() - start < 30
