@@ -21,6 +21,10 @@ Variants (comma-separated, big_vision style):
   :arm=size_1-8   one arm only (job arrays)
   :grid4          the x4 grid 1/64, 1/16, 1/4, 1 (one more 3000-step arm)
   :fixed_epochs   equal epochs instead of equal steps
+  :vs_random      pretrained vs random init with the power to see it: the
+                  full-data arm alone at 4x the steps (12000), 3 fine-tuning
+                  seeds, 10 for the random-init control (BUILD_NOTES.md,
+                  'Session 15')
   :tpu            C4 + BERT-base + bf16 on TPU VMs, x4 grid (see docs/tpu.md)
   :gpu            one GPU: medium preset, bf16, batch 256, 1200 steps (19.7M
                   tokens per arm, 3.2x the default), the default's arms and
@@ -65,6 +69,12 @@ from configs import common
 # their unigram; BUILD_NOTES.md, 'Session 13'). :grid4 and :tpu use the x4
 # grid; :gpu keeps the default's arms so one prepared bundle serves both.
 FRACTIONS = ((1, 64), (1, 8), (1, 1))
+# :vs_random. At the default 3000 steps the encoder beats random init on 2 of 8
+# tasks; the quality pool's arm at 12000 steps, with 3 fine-tuning seeds and 10
+# random-init ones, on 6 ('Session 15'). One fine-tuning seed borrows the
+# control's seed variance, which the random-init encoder's failed runs inflate.
+VS_RANDOM_STEPS_FACTOR = 4
+VS_RANDOM_SEEDS, VS_RANDOM_CONTROL_SEEDS = 3, 10
 FRACTIONS_GRID4 = ((1, 64), (1, 16), (1, 4), (1, 1))
 SMOKE_FRACTIONS = ((1, 64), (1, 4))
 FIXED_EPOCHS = 4
@@ -72,13 +82,15 @@ FIXED_EPOCHS = 4
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, smoke=False, arm='', fixed_epochs=False, tpu=False,
-                       gpu=False, grid4=False)
+                       gpu=False, grid4=False, vs_random=False)
   c = common.base_config()
   c.name = 'size_ablation'
   if a.smoke:
     fractions = SMOKE_FRACTIONS
   elif a.grid4 or a.tpu:
     fractions = FRACTIONS_GRID4
+  elif a.vs_random:
+    fractions = ((1, 1),)
   else:
     fractions = FRACTIONS
   common.cpu_recipe(c)
@@ -87,4 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       data=common.data_recipe(budget_fraction=num / den),
       epochs=FIXED_EPOCHS if a.fixed_epochs else 0,
   )) for num, den in fractions]
+  if a.vs_random:
+    c.train.num_train_steps *= VS_RANDOM_STEPS_FACTOR
+    c.finetune.seeds = VS_RANDOM_SEEDS
+    c.finetune.random_seeds = VS_RANDOM_CONTROL_SEEDS
   return common.apply_variants(c, a)

@@ -76,6 +76,16 @@ def test_domain_and_quality_defaults_fit_the_cpu_and_variants_keep_every_arm():
   assert domain.train.schedule == 'wsd'
 
 
+def test_vs_random_trains_the_full_arm_longer_with_seeds_for_the_comparison():
+  default, check = size_ablation.get_config(), size_ablation.get_config('vs_random')
+  assert [a.name for a in check.arms] == ['size_1-1']
+  assert check.arms[0] == default.arms[-1]   # the same data as the default's full arm
+  assert check.train.num_train_steps == 4 * default.train.num_train_steps == 12000
+  assert (check.finetune.seeds, check.finetune.random_seeds) == (3, 10)
+  changed = {k for k in default.train if check.train[k] != default.train[k]}
+  assert changed == {'num_train_steps'}
+
+
 def _bad(mutate, match):
   c = size_ablation.get_config('smoke')
   with c.unlocked():
