@@ -38,7 +38,9 @@ markup_0.5 -0.43 nats. Downstream, paired with Holm, filtering loses on POS
 (-0.010) and vader_rating (-0.086) fine-tuning and gains nowhere: Cramming's
 verdict "contradicts" at MDEs of 0.002-0.18 (sms_spam 2.6). Noise costs POS
 (-0.050 fine-tuning, -0.084 probe); markup helps POS (+0.029 fine-tuning,
-+0.057 probe). Pretrained beats random init on 2-3 of 8 tasks per arm.
++0.057 probe). Pretrained beats random init on 2-3 of 8 tasks per arm
+(unfiltered at 6000 and 12000 steps: 4 and 5; with 3 fine-tuning seeds and
+10 random-init ones at 12000: 6; BUILD_NOTES.md, 'Session 15').
 markup_0.5's lower loss on clean text stays unexplained (session 10: it
 follows the amount of tag text).
 """

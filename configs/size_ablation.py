@@ -69,15 +69,15 @@ from configs import common
 # their unigram; BUILD_NOTES.md, 'Session 13'). :grid4 and :tpu use the x4
 # grid; :gpu keeps the default's arms so one prepared bundle serves both.
 FRACTIONS = ((1, 64), (1, 8), (1, 1))
+FRACTIONS_GRID4 = ((1, 64), (1, 16), (1, 4), (1, 1))
+SMOKE_FRACTIONS = ((1, 64), (1, 4))
+FIXED_EPOCHS = 4
 # :vs_random. At the default 3000 steps the encoder beats random init on 2 of 8
 # tasks; the quality pool's arm at 12000 steps, with 3 fine-tuning seeds and 10
 # random-init ones, on 6 ('Session 15'). One fine-tuning seed borrows the
 # control's seed variance, which the random-init encoder's failed runs inflate.
 VS_RANDOM_STEPS_FACTOR = 4
 VS_RANDOM_SEEDS, VS_RANDOM_CONTROL_SEEDS = 3, 10
-FRACTIONS_GRID4 = ((1, 64), (1, 16), (1, 4), (1, 1))
-SMOKE_FRACTIONS = ((1, 64), (1, 4))
-FIXED_EPOCHS = 4
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -90,6 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif a.grid4 or a.tpu:
     fractions = FRACTIONS_GRID4
   elif a.vs_random:
+    clash = [v for v in ('grid4', 'tpu', 'gpu', 'fixed_epochs') if a[v]]
+    if clash:
+      raise ValueError(f'vs_random is the CPU recipe\'s full arm at 4x the steps; '
+                       f'drop {", ".join(clash)} (or vs_random)')
     fractions = ((1, 1),)
   else:
     fractions = FRACTIONS

@@ -84,6 +84,8 @@ def test_vs_random_trains_the_full_arm_longer_with_seeds_for_the_comparison():
   assert (check.finetune.seeds, check.finetune.random_seeds) == (3, 10)
   changed = {k for k in default.train if check.train[k] != default.train[k]}
   assert changed == {'num_train_steps'}
+  with pytest.raises(ValueError, match='drop gpu, fixed_epochs'):
+    size_ablation.get_config('vs_random,gpu,fixed_epochs')
 
 
 def _bad(mutate, match):
