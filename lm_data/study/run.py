@@ -309,7 +309,8 @@ class Study:
                    stop: threading.Event | None = None) -> records_lib.ArmRecord:
     """Downstream scores of a pretrained arm added to its record, which is written.
 
-    `stop` set: ends early with `finetune.trainer.Stopped`, nothing written.
+    `stop` set: ends early with `finetune.trainer.Stopped`; the results already
+    in `eval/` stay, and no arm_result.json is written.
     """
     arm_dir = self.workdir / 'arms' / arm.name
     if self.is_main:
