@@ -88,15 +88,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        gpu=False, grid4=False, vs_random=False)
   c = common.base_config()
   c.name = 'size_ablation'
+  clash = [v for v in ('grid4', 'tpu', 'gpu', 'fixed_epochs') if a.vs_random and a[v]]
+  if clash:
+    raise ValueError(f'vs_random is the CPU recipe\'s full arm at 4x the steps; '
+                     f'drop {", ".join(clash)} (or vs_random)')
   if a.smoke:
     fractions = SMOKE_FRACTIONS
   elif a.grid4 or a.tpu:
     fractions = FRACTIONS_GRID4
   elif a.vs_random:
-    clash = [v for v in ('grid4', 'tpu', 'gpu', 'fixed_epochs') if a[v]]
-    if clash:
-      raise ValueError(f'vs_random is the CPU recipe\'s full arm at 4x the steps; '
-                       f'drop {", ".join(clash)} (or vs_random)')
     fractions = ((1, 1),)
   else:
     fractions = FRACTIONS

@@ -86,6 +86,8 @@ def test_vs_random_trains_the_full_arm_longer_with_seeds_for_the_comparison():
   assert changed == {'num_train_steps'}
   with pytest.raises(ValueError, match='drop gpu, fixed_epochs'):
     size_ablation.get_config('vs_random,gpu,fixed_epochs')
+  with pytest.raises(ValueError, match='drop grid4, tpu'):   # they choose other arms
+    size_ablation.get_config('vs_random,grid4,tpu')
 
 
 def _bad(mutate, match):
