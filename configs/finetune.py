@@ -24,8 +24,8 @@ Expected (BUILD_NOTES.md, 'Session 15'): the pretrained encoder beats the
 random-init control on 2 of 8 local tasks after the CPU recipe's 3000 steps,
 on 5 after 12000, and on 5-6 with 3 fine-tuning seeds and 10 random-init ones
 (one seed borrows the control's variance, which its failed sms_spam runs
-inflate; size_ablation.py:vs_random); lexical baselines are strong on the keyword-driven tasks (sms_spam,
-trec, licences).
+inflate; size_ablation.py:vs_random); lexical baselines are strong on the
+keyword-driven tasks (sms_spam, trec, licences).
 """
 
 import ml_collections

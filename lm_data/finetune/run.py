@@ -109,13 +109,13 @@ def result_name(init: str, seed: int | None) -> str:
 
 def result_names(config: ml_collections.ConfigDict) -> list[str]:
   """The result files a config asks for, per task."""
-  names = []
-  for init in active_inits(config):
-    if init in controls.SINGLE_INITS:
-      names.append(result_name(init, None))
-    else:
-      names += [result_name(init, seed) for seed in range(num_seeds(config, init))]
-  return names
+  return [result_name(init, seed) for init in active_inits(config)
+          for seed in init_seeds(config, init)]
+
+
+def init_seeds(config: ml_collections.ConfigDict, init: str) -> Sequence[int | None]:
+  """[None] for an init fitted once (a probe, lexical, baseline), else its seeds."""
+  return [None] if init in controls.SINGLE_INITS else range(num_seeds(config, init))
 
 
 def num_seeds(config: ml_collections.ConfigDict, init: str) -> int:
@@ -527,11 +527,9 @@ def run_task(task: tasks_lib.Task, data: tasks_lib.TaskData, *,
   inits = active_inits(config, task.kind)
   if task.kind != 'qa':
     state.write_items()
-  todo = [(init, None) for init in ('baseline', 'lexical') if init in inits]
-  for init in controls.PROBE_INITS + controls.TRAINED_INITS:
-    if init in inits:
-      todo += [(init, seed) for seed in
-               ([None] if init in controls.SINGLE_INITS else range(num_seeds(config, init)))]
+  todo = [(init, seed)
+          for init in ('baseline', 'lexical', *controls.PROBE_INITS, *controls.TRAINED_INITS)
+          if init in inits for seed in init_seeds(config, init)]
   for init, seed in todo:
     if state.done(init, seed):
       continue
